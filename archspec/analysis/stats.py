@@ -1,0 +1,122 @@
+"""Per-layer and total statistics of a lowered graph, read from the op registry.
+
+Conventions (the same everywhere archspec prints a number):
+
+* ``params``: learnable parameters (``sum(p.numel())`` in PyTorch); BN running statistics are
+  buffers and do not count. ``weights``: the same without biases (and without BN shifts).
+* ``macs``: multiply-accumulates of conv / linear / matmul for one image — what the ResNet paper
+  calls FLOPs; ``torch.utils.flop_counter.FlopCounterMode`` reports twice this.
+* ``activations``: elements of every node's output for one image, the input included.
+* ``neurons``: output elements of the layers with weights (conv, linear) — AlexNet's "650,000 neurons".
+* ``rf`` / ``jump``: receptive field and stride (in input pixels) of one output unit, per axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ir import Graph, lower
+from ..load import Network, load_networks
+from ..ops import REGISTRY, Shape, numel
+
+__all__ = ["LayerStats", "NetStats", "analyse", "module_totals", "human", "compile_spec"]
+
+
+@dataclass
+class LayerStats:
+    name: str
+    op: str
+    output: Shape
+    params: int
+    weights: int
+    macs: int
+    activations: int
+    rf: tuple[int, int]
+    jump: tuple[int, int]
+
+
+@dataclass
+class NetStats:
+    name: str
+    ref: str
+    input: Shape
+    output: Shape
+    params: int
+    weights: int
+    macs: int
+    activations: int
+    neurons: int
+    rf: tuple[int, int]
+    layers: list[LayerStats] = field(default_factory=list)
+
+    def metric(self, key: str):
+        return getattr(self, key)
+
+
+def analyse(graph: Graph, ref: str = "") -> NetStats:
+    """Counts for every node of ``graph`` and the totals."""
+    layers: list[LayerStats] = []
+    rf: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
+    for node in graph.nodes():
+        opdef = REGISTRY[node.op]
+        counts = opdef.count(node.attrs, node.in_shapes, node.shape)
+        if node.inputs:
+            r_in = tuple(max(rf[i][0][a] for i in node.inputs) for a in range(2))
+            j_in = tuple(max(rf[i][1][a] for i in node.inputs) for a in range(2))
+        else:
+            r_in, j_in = (1, 1), (1, 1)
+        win = opdef.window(node.attrs, node.in_shapes)
+        r_out, j_out = r_in, j_in
+        if win is not None:
+            if win.global_:
+                x = node.in_shapes[0]
+                k = (x[1], x[2]) if len(x) == 3 else (1, 1)
+                s, d = k, (1, 1)
+            else:
+                k, s, d = win.kernel, win.stride, win.dilation
+            r_out = tuple(r_in[a] + (d[a] * (k[a] - 1)) * j_in[a] for a in range(2))
+            j_out = tuple(j_in[a] * s[a] for a in range(2))
+        rf[node.id] = (r_out, j_out)  # type: ignore[assignment]
+        layers.append(LayerStats(node.id, node.op, node.shape, counts.params, counts.weights,
+                                 counts.macs, numel(node.shape), r_out, j_out))  # type: ignore[arg-type]
+    neurons = sum(ls.activations for ls in layers if "weighted" in REGISTRY[ls.op].tags)
+    return NetStats(
+        name=graph.name, ref=ref, input=graph.input_shape, output=graph.output_shape,
+        params=sum(ls.params for ls in layers), weights=sum(ls.weights for ls in layers),
+        macs=sum(ls.macs for ls in layers), activations=sum(ls.activations for ls in layers),
+        neurons=neurons, rf=rf[graph.output][0], layers=layers)
+
+
+def module_totals(graph: Graph, stats: NetStats, path: str) -> dict[str, object] | None:
+    """Totals of a named layer (a node or a module such as ``layer2`` or ``inception_3a``)."""
+    nid = graph.named.get(path, path if path in graph.g else None)
+    if nid is None and path not in graph.modules:
+        return None
+    members = {n.id for n in graph.members(path)}
+    rows = [ls for ls in stats.layers if ls.name in members]
+    out_id = graph.modules[path].output if path in graph.modules else nid
+    return {
+        "params": sum(r.params for r in rows), "weights": sum(r.weights for r in rows),
+        "macs": sum(r.macs for r in rows), "activations": sum(r.activations for r in rows),
+        "neurons": sum(r.activations for r in rows if "weighted" in REGISTRY[r.op].tags),
+        "output": graph.node(out_id).shape,
+    }
+
+
+def human(n: float) -> str:
+    """25557032 -> '25.56 M'; 3.86e9 -> '3.86 G'; small numbers stay exact."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:,}" if isinstance(n, int) else f"{n:.3g}"
+
+
+def compile_spec(ref: str, input_override: Shape | None = None) -> list[tuple[Network, Graph, NetStats]]:
+    """Load, lower and analyse every network ``ref`` names."""
+    out = []
+    for net in load_networks(ref):
+        if input_override is not None:
+            net.input = tuple(input_override)
+        graph = lower(net)
+        out.append((net, graph, analyse(graph, net.ref)))
+    return out

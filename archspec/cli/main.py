@@ -1,0 +1,249 @@
+"""The ``archspec`` command line: parse arguments, call the pipeline, print.
+
+Exit codes: 0 OK, 1 a spec error or a failed check, 2 usage. A spec error prints one line
+``file:line:col: error: key.path: message`` (and maybe a hint line) on stderr — never a traceback.
+torch is never imported here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from enum import Enum
+from typing import Any, Callable, Optional
+
+import typer
+
+from ..errors import SpecError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="archspec: declarative architecture specs -> graph IR -> stats, checks, PyTorch.")
+
+DEFAULT_ZOO = "specs"
+
+
+class Format(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+def _console():
+    from rich.console import Console
+    width = None if sys.stdout.isatty() else 200
+    return Console(width=width, highlight=False, soft_wrap=False)
+
+
+def _fail(err: SpecError) -> None:
+    print(err.format(), file=sys.stderr)
+    raise typer.Exit(1)
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except SpecError as err:
+        _fail(err)
+    except RecursionError:
+        print("<spec>:1:1: error: the spec nests too deeply", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def _refs(specs: Optional[list[str]]) -> list[str]:
+    from ..load import expand_refs, split_ref
+    if not specs:
+        if not os.path.isdir(DEFAULT_ZOO):
+            raise SpecError(f"no spec given and no '{DEFAULT_ZOO}/' folder here", code="usage",
+                            hint="run from the repository root or name spec files")
+        specs = [DEFAULT_ZOO]
+    refs = expand_refs(specs)
+    for r in refs:
+        path, _ = split_ref(r)
+        if not os.path.exists(path):
+            from ..errors import Mark
+            raise SpecError("no such file", mark=Mark(path, 1, 1), code="missing_file",
+                            hint="give a spec file, FILE:COLUMN or a folder of specs")
+    return refs
+
+
+def _parse_input(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    if text is None:
+        return None
+    parts = text.replace("x", ",").replace("×", ",").split(",")
+    try:
+        dims = tuple(int(p) for p in parts if p.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--input takes C,H,W such as 3,224,224; got {text!r}") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise typer.BadParameter(f"--input takes positive sizes, got {text!r}")
+    return dims
+
+
+def _compile_all(specs: Optional[list[str]], input_override=None):
+    from ..analysis import compile_spec
+    out = []
+    for ref in _refs(specs):
+        out += compile_spec(ref, input_override)
+    return out
+
+
+def _shape(s) -> str:
+    return "×".join(str(d) for d in s)
+
+
+# ------------------------------------------------------------------------------------ stats
+@app.command()
+def stats(
+    specs: Optional[list[str]] = typer.Argument(None, help="spec files, FILE:COLUMN, or folders (default: specs/)"),
+    per_layer: bool = typer.Option(False, "--per-layer", help="one row per layer"),
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
+    input: Optional[str] = typer.Option(None, "--input", help="override the input size: C,H,W"),
+) -> None:
+    """Shapes, parameters, MACs and activations — statically, without torch.
+
+    MACs are multiply-accumulates of conv/linear for one image (the ResNet paper's "FLOPs")."""
+    override = _parse_input(input)
+    results = _guard(lambda: _compile_all(specs, override))
+    from ..analysis import human
+    if fmt is Format.json:
+        out = []
+        for net, g, st in results:
+            obj: dict[str, Any] = {"name": st.name, "ref": st.ref, "input": list(st.input),
+                                   "output": list(st.output), "params": st.params, "weights": st.weights,
+                                   "macs": st.macs, "activations": st.activations, "neurons": st.neurons,
+                                   "receptive_field": list(st.rf)}
+            if per_layer:
+                obj["layers"] = [
+                    {"name": ls.name, "op": ls.op, "output": list(ls.output), "params": ls.params,
+                     "weights": ls.weights, "macs": ls.macs, "activations": ls.activations,
+                     "receptive_field": list(ls.rf), "jump": list(ls.jump)}
+                    for ls in st.layers if ls.op != "input"]
+            out.append(obj)
+        print(json.dumps(out, indent=2))
+        return
+    exact = fmt is Format.csv
+    num = (lambda n: str(n)) if exact else human
+    if per_layer:
+        header = ["network", "#", "layer", "op", "output", "params", "weights", "MACs", "activations", "RF"]
+        rows = []
+        for net, g, st in results:
+            for i, ls in enumerate(l for l in st.layers if l.op != "input"):
+                rf = str(ls.rf[0]) if ls.rf[0] == ls.rf[1] else f"{ls.rf[0]}×{ls.rf[1]}"
+                rows.append([st.name, str(i), ls.name, ls.op, _shape(ls.output), num(ls.params),
+                             num(ls.weights), num(ls.macs), num(ls.activations), rf])
+            rows.append([st.name, "", "total", "", _shape(st.output), num(st.params), num(st.weights),
+                         num(st.macs), num(st.activations), ""])
+    else:
+        header = ["network", "spec", "input", "output", "params", "MACs", "activations"]
+        rows = [[st.name, st.ref, _shape(st.input), _shape(st.output), num(st.params), num(st.macs),
+                 num(st.activations)] for net, g, st in results]
+    _emit_table(header, rows, fmt, title="MACs = multiply-accumulates per image (the ResNet paper's FLOPs)")
+
+
+def _emit_table(header: list[str], rows: list[list[str]], fmt: Format, title: str = "") -> None:
+    if fmt is Format.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    elif fmt is Format.markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---" if i < 4 else "--:" for i, _ in enumerate(header)) + "|")
+        for r in rows:
+            print("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+    else:
+        from rich.table import Table
+        t = Table(title=title or None, title_justify="left", header_style="bold")
+        for i, h in enumerate(header):
+            t.add_column(h, justify="right" if h in ("params", "weights", "MACs", "activations", "#", "RF", "Δ%") else "left")
+        for r in rows:
+            t.add_row(*r)
+        _console().print(t)
+
+
+# ------------------------------------------------------------------------------------ check
+@app.command()
+def check(
+    specs: Optional[list[str]] = typer.Argument(None, help="spec files, FILE:COLUMN, or folders (default: specs/)"),
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
+) -> None:
+    """Compare every expect: entry with the analysis; exit 1 on any mismatch.
+
+    Errata and variants (printed numbers that no reading of the architecture gives, kept as
+    printed with the derived count and the reason) are listed apart from passes and failures."""
+    from ..check import check_network
+
+    def run():
+        rows = []
+        for net, g, st in _compile_all(specs):
+            rows += check_network(net, g, st)
+        return rows
+
+    rows = _guard(run)
+    if fmt is Format.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        main_rows = [r for r in rows if r.status in ("pass", "fail")]
+        flagged = [r for r in rows if r.status in ("erratum", "variant")]
+        table = [[r.spec, r.metric, r.paper, r.archspec,
+                  "" if r.delta_pct is None else f"{r.delta_pct:+.2f}", r.source,
+                  "ok" if r.status == "pass" else "MISMATCH"] for r in main_rows]
+        _emit_table(["spec", "metric", "paper", "archspec", "Δ%", "source", "result"], table, fmt,
+                    title="Paper numbers vs archspec")
+        if flagged:
+            ftable = [[r.spec, r.metric, r.paper, r.archspec,
+                       "" if r.delta_pct is None else f"{r.delta_pct:+.2f}", r.status, r.note] for r in flagged]
+            _emit_table(["spec", "metric", "printed", "archspec", "Δ%", "kind", "why"], ftable, fmt,
+                        title="Known errata and variants (kept as printed; derived count verified)")
+    n_fail = sum(r.status == "fail" for r in rows)
+    n_pass = sum(r.status == "pass" for r in rows)
+    n_flag = sum(r.status in ("erratum", "variant") for r in rows)
+    if fmt is not Format.json:
+        print(f"check: {n_pass} match, {n_fail} mismatch, {n_flag} errata/variants", file=sys.stderr)
+    if n_fail:
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------------- validate
+@app.command()
+def validate(specs: list[str] = typer.Argument(..., help="spec files or FILE:COLUMN")) -> None:
+    """Parse and shape-check only."""
+    results = _guard(lambda: _compile_all(specs))
+    for net, g, st in results:
+        print(f"{st.ref}: ok — {st.name}, {len(g) - 1} nodes, {_shape(st.input)} -> {_shape(st.output)}")
+
+
+# ----------------------------------------------------------------------------------- schema
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec format (for editors)."""
+    from ..spec.schema import spec_schema
+    print(json.dumps(spec_schema(), indent=2, sort_keys=False))
+
+
+@app.command()
+def ops() -> None:
+    """List the ops of the registry with their attributes."""
+    from ..ops import REGISTRY, op_names
+    for name in op_names():
+        op = REGISTRY[name]
+        fields = []
+        for f, info in op.attrs.model_fields.items():
+            fields.append(f if info.is_required() else f"{f}={info.default!r}")
+        print(f"{name}({', '.join(fields)})")
+        print(f"    {op.doc}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""One error type for everything a user can get wrong in a spec.
+
+Every failure the user can cause is reported as a :class:`SpecError` and rendered as exactly one
+line ``file:line:col: error: key.path: message`` plus an optional ``  hint: ...`` line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Mark", "SpecError", "format_path"]
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A position in a source file; ``line`` and ``col`` are 1-based."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+def format_path(path: tuple | list) -> str:
+    """``("blocks", "basic", "body", 0, "conv")`` -> ``blocks.basic.body[0].conv``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+class SpecError(Exception):
+    """A user-facing error in a spec (or in how archspec was called on it)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        mark: Mark | None = None,
+        path: tuple | list | str = (),
+        hint: str | None = None,
+        code: str = "spec_error",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+        self.path = path if isinstance(path, str) else format_path(path)
+        self.hint = hint
+        self.code = code
+
+    def format(self) -> str:
+        where = str(self.mark) if self.mark else "<spec>:1:1"
+        key = f"{self.path}: " if self.path else ""
+        text = f"{where}: error: {key}{self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def __str__(self) -> str:
+        return self.format()

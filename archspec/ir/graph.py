@@ -1,0 +1,106 @@
+"""The graph IR: pydantic nodes in a networkx DiGraph.
+
+A :class:`Node` is one op application with its typed attributes, its inputs and its inferred
+output shape. Nodes are added in a topological order (lowering walks the spec top-down), so
+``Graph.nodes()`` needs no sort. ``Graph.modules`` records the module hierarchy the spec implies
+(blocks, sequences, named groups); the code generator turns it into ``nn.Module`` classes, and
+``check`` uses it to total a named layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Literal, Optional
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import Mark
+from ..ops import Attrs, Shape
+
+__all__ = ["Node", "ModuleInfo", "Graph"]
+
+
+class Node(BaseModel):
+    """One op application."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: str = Field(description="unique dotted path, e.g. layer2.0.conv1")
+    op: str = Field(description="registry name of the op")
+    attrs: Attrs = Field(description="the op's validated attributes")
+    inputs: list[str] = Field(default_factory=list, description="ids of the producers, in order")
+    in_shapes: list[Shape] = Field(default_factory=list)
+    shape: Shape = Field(description="inferred output shape (no batch dimension)")
+    scope: str = Field("", description="module path that holds the node ('' = the network)")
+    local: str = Field(description="the node's own name inside its scope")
+    mark: Optional[Mark] = Field(None, description="where the spec writes this layer")
+    spec_path: str = Field("", description="key path of the layer in the spec")
+
+
+class ModuleInfo(BaseModel):
+    """A container the spec implies: a block instance, a sequence or a named group."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    path: str
+    kind: Literal["network", "block", "seq", "group"]
+    block: Optional[str] = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    input: str = ""
+    output: str = ""
+    mark: Optional[Mark] = None
+
+
+class Graph:
+    """A lowered network."""
+
+    def __init__(self, name: str, input_shape: Shape) -> None:
+        self.name = name
+        self.input_shape = input_shape
+        self.g: nx.DiGraph = nx.DiGraph()
+        self._order: list[str] = []
+        self.output: str = ""
+        self.modules: dict[str, ModuleInfo] = {}
+        #: named layers (module paths and node ids) -> the node id of their output
+        self.named: dict[str, str] = {}
+        #: per-layer expectations written inline (``expect:`` on a call): path -> raw mapping
+        self.layer_expects: dict[str, Any] = {}
+
+    def add(self, node: Node) -> Node:
+        if node.id in self.g:
+            raise ValueError(f"duplicate node id {node.id}")
+        self.g.add_node(node.id, node=node)
+        for src in node.inputs:
+            self.g.add_edge(src, node.id)
+        self._order.append(node.id)
+        return node
+
+    def node(self, node_id: str) -> Node:
+        return self.g.nodes[node_id]["node"]
+
+    def nodes(self) -> Iterator[Node]:
+        """All nodes in topological (spec) order, the input first."""
+        for nid in self._order:
+            yield self.g.nodes[nid]["node"]
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.node(self.output).shape
+
+    def lint(self) -> None:
+        """Check the invariants lowering promises: a DAG, listed in topological order."""
+        if not nx.is_directed_acyclic_graph(self.g):
+            cycle = nx.find_cycle(self.g)
+            raise ValueError(f"graph has a cycle: {cycle}")
+        pos = {nid: i for i, nid in enumerate(self._order)}
+        for a, b in self.g.edges:
+            if pos[a] >= pos[b]:
+                raise ValueError(f"edge {a} -> {b} goes backwards")
+
+    def members(self, path: str) -> list[Node]:
+        """The nodes inside module ``path`` (or the node ``path`` itself)."""
+        prefix = path + "."
+        return [n for n in self.nodes() if n.id == path or n.id.startswith(prefix)]

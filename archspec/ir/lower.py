@@ -1,0 +1,631 @@
+"""Lowering: a :class:`~archspec.load.Network` (layer expressions) -> a :class:`Graph`.
+
+Lowering walks the spec top-down, expanding blocks, repeats, cells and branches, and infers every
+node's shape as it goes (expressions may read the incoming shape as ``in.c``, ``in.h``, ``in.w``).
+
+Naming, which the code generator turns into module attributes (and so into ``state_dict`` keys):
+
+* a key names what it holds: ``conv1: {conv: ...}`` is the node ``conv1``; ``layer1: {...}`` a module;
+* a list held by a key is numbered like ``nn.Sequential``: ``features: [...]`` -> ``features.0``, ...;
+  so is a ``repeat``: ``layer2: {basic: ..., repeat: 4}`` -> ``layer2.0`` ... ``layer2.3``;
+* a list no key holds (a body, a branch) names its items after their op (``conv``, ``relu_1``) unless
+  they carry ``name:``;
+* merges (``add``, ``concat``, ``mul``) do not open a scope: their branches' names land beside them,
+  which is how torchvision names ``conv1`` ... ``downsample`` inside one block.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import Mark, SpecError
+from ..load.loader import REQUIRED, TYPES, Block, Network, pydantic_error
+from ..ops import REGISTRY, OpError, Shape, get_op
+from ..spec.expr import ExprError, parse
+from ..spec.yamlio import LocDict, LocList
+from .graph import Graph, ModuleInfo, Node
+
+__all__ = ["lower", "META_KEYS", "MERGES"]
+
+#: keys of a call that are not the op: how it is named, repeated, wired and checked
+META_KEYS = ("name", "repeat", "first", "when", "from", "expect")
+#: ops that take branches as well as references
+MERGES = ("add", "concat", "mul")
+#: combinators that are not ops
+COMBINATORS = ("dense",)
+MAX_DEPTH = 200
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class Frame:
+    """A naming scope: the network, a block instance, a sequence or a named group."""
+
+    path: str
+    kind: str
+    input: str
+    parent: "Frame | None" = None
+    barrier: bool = False  # a block: references do not see outside it
+    names: dict[str, str] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)
+    taken: set[str] = field(default_factory=set)
+    counter: int = 0
+
+    def child_path(self, local: str) -> str:
+        return f"{self.path}.{local}" if self.path else local
+
+    def claim(self, hint: str, explicit: bool, mark: Mark | None, spec_path: tuple) -> str:
+        """The local name for a new child: the explicit name, the next index of a sequence, or an
+        fx-style ``hint``, ``hint_1``, ... elsewhere."""
+        if explicit:
+            if hint in self.taken:
+                raise SpecError(f"the name '{hint}' is used twice in the same scope", mark=mark,
+                                path=spec_path, code="duplicate_name",
+                                hint="names must be unique within a block or group")
+            self.taken.add(hint)
+            return hint
+        if self.kind == "seq":
+            while str(self.counter) in self.taken:
+                self.counter += 1
+            name = str(self.counter)
+            self.counter += 1
+            self.taken.add(name)
+            return name
+        name, n = hint, 0
+        while name in self.taken:
+            n += 1
+            name = f"{hint}_{n}"
+        self.taken.add(name)
+        return name
+
+    def lookup(self, ref: str) -> str | None:
+        fr: Frame | None = self
+        while fr is not None:
+            if ref in fr.names:
+                return fr.names[ref]
+            if ref == "input":
+                return fr.input
+            if fr.barrier:
+                return None
+            fr = fr.parent
+        return None
+
+    def is_pending(self, ref: str) -> bool:
+        fr: Frame | None = self
+        while fr is not None:
+            if ref in fr.pending:
+                return True
+            if fr.barrier:
+                return False
+            fr = fr.parent
+        return False
+
+    def visible(self) -> list[str]:
+        out: set[str] = {"input"}
+        fr: Frame | None = self
+        while fr is not None:
+            out |= set(fr.names)
+            if fr.barrier:
+                break
+            fr = fr.parent
+        return sorted(out)
+
+
+class Lowerer:
+    def __init__(self, net: Network) -> None:
+        self.net = net
+        self.graph = Graph(net.name, net.input)
+        self.globals = dict(net.env)
+        self.depth = 0
+        self.active_cells: set[str] = set()
+
+    # ------------------------------------------------------------------------------ helpers
+    def err(self, msg: str, mark: Mark | None, path: tuple, hint: str | None = None,
+            code: str = "spec_error") -> SpecError:
+        return SpecError(msg, mark=mark, path=path, hint=hint, code=code)
+
+    def shape(self, nid: str) -> Shape:
+        return self.graph.node(nid).shape
+
+    def in_record(self, nid: str) -> dict[str, int]:
+        s = self.shape(nid)
+        rec = {"shape": list(s), "rank": len(s)}
+        if len(s) == 3:
+            rec.update(c=s[0], h=s[1], w=s[2])
+        elif len(s) == 2:
+            rec.update(n=s[0], d=s[1], c=s[1])
+        elif len(s) == 1:
+            rec.update(c=s[0], d=s[0])
+        return rec
+
+    def value(self, v: Any, env: dict, mark: Mark | None, path: tuple) -> Any:
+        """Evaluate an attribute or argument value: strings are expressions, except bare words that
+        name nothing (``same``, ``max``), which stay strings."""
+        if isinstance(v, str):
+            text = v[1:] if v.startswith("$") else v
+            strict = v.startswith("$")
+            if not strict and _IDENT.match(text.strip()) and text.strip() not in env:
+                return v
+            try:
+                expr = parse(text)
+            except ExprError as e:
+                if not strict and not re.search(r"[*/+()\[\]<>=%]", text):
+                    return v  # e.g. 'conv3-64': a word, not arithmetic
+                raise self.err(f"bad expression '{text}': {e.message}", mark, path, e.hint, "expression") from None
+            try:
+                return expr.evaluate(env)
+            except ExprError as e:
+                raise self.err(f"in '{text}': {e.message}", mark, path, e.hint, "expression") from None
+        if isinstance(v, list):
+            return [self.value(x, env, _mark_of(v, i, mark), path + (i,)) for i, x in enumerate(v)]
+        if isinstance(v, dict):
+            return {k: self.value(x, env, _mark_of(v, k, mark), path + (k,)) for k, x in v.items()}
+        return v
+
+    # ------------------------------------------------------------------------------- entry
+    def run(self) -> Graph:
+        g = self.graph
+        inp = Node(id="input", op="input", attrs=REGISTRY["input"].attrs(shape=self.net.input),
+                   shape=tuple(self.net.input), local="input", mark=self.net.raw.mark_of("input"),
+                   spec_path="input")
+        g.add(inp)
+        root = Frame(path="", kind="network", input="input", barrier=True)
+        g.modules[""] = ModuleInfo(path="", kind="network", input="input")
+        raw = self.net.raw
+        out = self.layer(self.net.doc.network, "input", root, dict(self.globals),
+                         raw.mark_of("network"), ("network",), None)
+        if out == "input":
+            raise self.err("the network has no layers", raw.mark_of("network"), ("network",), code="empty")
+        g.output = out
+        g.modules[""].output = out
+        g.lint()
+        return g
+
+    # ----------------------------------------------------------------------- layer expressions
+    def layer(self, expr: Any, x: str, fr: Frame, env: dict, mark: Mark | None, path: tuple,
+              name: str | None) -> str:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self.err("layers nest too deeply (a block or cell that uses itself?)", mark, path,
+                               code="recursion")
+            return self._layer(expr, x, fr, env, mark, path, name)
+        finally:
+            self.depth -= 1
+
+    def _layer(self, expr: Any, x: str, fr: Frame, env: dict, mark: Mark | None, path: tuple,
+               name: str | None) -> str:
+        if expr is None:
+            raise self.err("empty layer", mark, path, "write an op (relu), a call ({conv: {...}}) or a list",
+                           "empty")
+        if isinstance(expr, bool) or isinstance(expr, float):
+            raise self.err(f"expected a layer, got {expr!r}", mark, path, code="type")
+        if isinstance(expr, (str, int)):
+            return self.word(str(expr), x, fr, env, mark, path, name)
+        if isinstance(expr, list):
+            return self.sequence(expr, x, fr, env, mark, path, name)
+        if isinstance(expr, dict):
+            heads = [k for k in expr if k not in META_KEYS]
+            if len(heads) == 1 and self.is_callable(str(heads[0])):
+                return self.call(expr, str(heads[0]), x, fr, env, mark, path, name)
+            metas = [k for k in expr if k in META_KEYS]
+            if metas and len(heads) != 1:
+                what = f"'{heads[0]}' and '{heads[1]}'" if len(heads) > 1 else "no op"
+                raise self.err(f"a call names exactly one op or block, found {what}",
+                               _key_mark(expr, metas[0], mark), path, "write a list for a sequence of layers",
+                               "bad_call")
+            if metas and set(metas) <= {"when", "expect"}:
+                # a named layer with a condition or expectations: {downsample: [...], when: ...}
+                head = heads[0]
+                if "when" in expr:
+                    wmark = _mark_of(expr, "when", mark)
+                    if not self.value(_strict_text(expr["when"]), env, wmark, path + ("when",)):
+                        return x
+                out = self.layer(expr[head], x, fr, env, _mark_of(expr, head, mark), path + (head,), str(head))
+                if "expect" in expr:
+                    self.graph.layer_expects[fr.child_path(str(head))] = (expr["expect"], expr)
+                return out
+            if metas:  # one head that is not callable, with call keys: an unknown op
+                self.unknown(str(heads[0]), _key_mark(expr, heads[0], mark), path, parent_op=None)
+            return self.group(expr, x, fr, env, mark, path, name)
+        raise self.err(f"expected a layer, got {type(expr).__name__}", mark, path, code="type")
+
+    def is_callable(self, head: str) -> bool:
+        return (head.startswith("$") or head in self.net.blocks or head in MERGES
+                or head in COMBINATORS or (head in REGISTRY and not REGISTRY[head].internal))
+
+    def word(self, word: str, x: str, fr: Frame, env: dict, mark: Mark | None, path: tuple,
+             name: str | None) -> str:
+        if word.startswith("$"):
+            val = self.value(word, env, mark, path)
+            return self.layer(val, x, fr, env, mark, path, name)
+        for cell in self.net.cells:
+            if cell.pattern in self.active_cells:
+                continue
+            m = cell.regex.match(word)
+            if m:
+                cenv = {**env, **{k: int(v) for k, v in m.groupdict().items()}}
+                self.active_cells.add(cell.pattern)
+                try:
+                    return self.layer(cell.body, x, fr, cenv, cell.mark, ("cells", cell.pattern), name)
+                finally:
+                    self.active_cells.discard(cell.pattern)
+        if self.is_callable(word) and word not in MERGES and word not in COMBINATORS:
+            return self.call({word: None}, word, x, fr, env, mark, path, name)
+        self.unknown(word, mark, path, parent_op=None)
+        raise AssertionError("unreachable")
+
+    def unknown(self, word: str, mark: Mark | None, path: tuple, parent_op: str | None) -> None:
+        vocab = sorted(set(self.net.blocks) | {c.pattern for c in self.net.cells}
+                       | {n for n, o in REGISTRY.items() if not o.internal} | set(MERGES) | set(COMBINATORS))
+        close = difflib.get_close_matches(word, vocab, n=3)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else \
+            "see `archspec ops` for the ops; blocks: and cells: define more"
+        raise self.err(f"unknown op or block '{word}'", mark, path, hint, "unknown_op")
+
+    def sequence(self, items: list, x: str, fr: Frame, env: dict, mark: Mark | None, path: tuple,
+                 name: str | None) -> str:
+        target = fr
+        if name is not None:
+            local = fr.claim(name, True, mark, path)
+            target = Frame(path=fr.child_path(local), kind="seq", input=x, parent=fr)
+            self.graph.modules[target.path] = ModuleInfo(path=target.path, kind="seq", input=x, mark=mark)
+        out = x
+        for i, item in enumerate(items):
+            out = self.layer(item, out, target, env, _mark_of(items, i, mark), path + (i,), None)
+        if name is not None:
+            self.graph.modules[target.path].output = out
+            fr.names[name] = out
+            self.graph.named[target.path] = out
+        return out
+
+    def group(self, mapping: dict, x: str, fr: Frame, env: dict, mark: Mark | None, path: tuple,
+              name: str | None) -> str:
+        target = fr
+        if name is not None:
+            local = fr.claim(name, True, mark, path)
+            target = Frame(path=fr.child_path(local), kind="group", input=x, parent=fr)
+            self.graph.modules[target.path] = ModuleInfo(path=target.path, kind="group", input=x, mark=mark)
+        keys = [str(k) for k in mapping]
+        target.pending |= set(keys)
+        out = x
+        for k in mapping:
+            target.pending.discard(str(k))
+            out = self.layer(mapping[k], out, target, env, _mark_of(mapping, k, mark), path + (k,), str(k))
+        if name is not None:
+            self.graph.modules[target.path].output = out
+            fr.names[name] = out
+            self.graph.named[target.path] = out
+        return out
+
+    # --------------------------------------------------------------------------------- calls
+    def call(self, expr: dict, head: str, x: str, fr: Frame, env: dict, mark: Mark | None,
+             path: tuple, name: str | None) -> str:
+        cmark = _key_mark(expr, head, mark)
+        if "name" in expr:
+            nm = expr["name"]
+            if not isinstance(nm, str) or not _IDENT.match(nm):
+                raise self.err(f"name must be an identifier, got {nm!r}", _mark_of(expr, "name", mark),
+                               path + ("name",), "use letters, digits and _", "bad_name")
+            name = nm
+        if "when" in expr:
+            cond = self.value(_strict_text(expr["when"]), env, _mark_of(expr, "when", mark), path + ("when",))
+            if not cond:
+                if name is not None:
+                    fr.names[name] = x
+                return x
+        if "first" in expr and "repeat" not in expr:
+            raise self.err("first: only goes with repeat:", _key_mark(expr, "first", mark), path, code="bad_call")
+        if "repeat" in expr:
+            return self.repeat(expr, head, x, fr, env, mark, path, name)
+        inputs = [x]
+        if "from" in expr:
+            inputs = self.refs(expr["from"], fr, _mark_of(expr, "from", mark), path + ("from",))
+        if head.startswith("$"):
+            target = self.value(head, env, cmark, path)
+            if not isinstance(target, str) or not self.is_callable(target):
+                raise self.err(f"'{head}' names {target!r}, which is not an op or block", cmark, path,
+                               code="unknown_op")
+            head_name, args = target, expr[head]
+        else:
+            head_name, args = head, expr[head]
+        apath = path + (head,)
+        amark = _mark_of(expr, head, mark)
+        if head_name in MERGES and isinstance(args, (list, dict)) and args != {}:
+            out = self.merge(head_name, args, inputs, fr, env, amark, apath, name, cmark)
+        elif head_name in COMBINATORS:
+            raise self.err(f"'{head_name}' takes a body and repeat:", cmark, path, code="bad_call")
+        elif head_name in self.net.blocks:
+            out = self.block(self.net.blocks[head_name], args, inputs, fr, env, amark, apath, name, cmark)
+        else:
+            out = self.op(head_name, args, inputs, fr, env, amark, apath, name, cmark)
+        if "expect" in expr:
+            self.graph.layer_expects[_last_path(self.graph, out, fr, name)] = (expr["expect"], expr)
+        return out
+
+    def repeat(self, expr: dict, head: str, x: str, fr: Frame, env: dict, mark: Mark | None,
+               path: tuple, name: str | None) -> str:
+        rmark = _mark_of(expr, "repeat", mark)
+        n = self.value(_strict_text(expr["repeat"]), env, rmark, path + ("repeat",))
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise self.err(f"repeat must be a positive integer, got {n!r}", rmark, path + ("repeat",),
+                           code="bad_repeat")
+        hint = name if name is not None else _hint(head)
+        local = fr.claim(hint, name is not None, mark, path)
+        seq = Frame(path=fr.child_path(local), kind="seq", input=x, parent=fr)
+        self.graph.modules[seq.path] = ModuleInfo(path=seq.path, kind="seq", input=x, mark=mark)
+        base = {k: v for k, v in expr.items() if k not in ("repeat", "first", "name", "expect")}
+        first = expr.get("first")
+        if first is not None and not isinstance(first, dict):
+            raise self.err("first: takes the arguments that differ in the first repetition",
+                           _mark_of(expr, "first", mark), path + ("first",), code="bad_call")
+        out = x
+        for i in range(n):
+            call = dict(base)
+            if i == 0 and first:
+                args = call[head]
+                if args is None:
+                    args = {}
+                if not isinstance(args, dict):
+                    raise self.err("first: needs the arguments written as a mapping",
+                                   _mark_of(expr, "first", mark), path + ("first",), code="bad_call")
+                merged = LocDict(args) if not isinstance(args, LocDict) else _copy_locdict(args)
+                for k, v in first.items():
+                    dict.__setitem__(merged, k, v)
+                    if isinstance(first, LocDict):
+                        merged.value_marks[k] = first.mark_of(k)
+                call[head] = merged
+            out = self.layer(_as_locdict(call, expr), out, seq, {**env, "i": i}, mark, path, None)
+        self.graph.modules[seq.path].output = out
+        fr.names[local] = out
+        self.graph.named[seq.path] = out
+        if "expect" in expr:
+            self.graph.layer_expects[seq.path] = (expr["expect"], expr)
+        return out
+
+    def refs(self, spec: Any, fr: Frame, mark: Mark | None, path: tuple) -> list[str]:
+        items = spec if isinstance(spec, list) else [spec]
+        out = []
+        for i, ref in enumerate(items):
+            m = _mark_of(spec, i, mark) if isinstance(spec, list) else mark
+            if not isinstance(ref, str):
+                raise self.err(f"from: takes layer names, got {ref!r}", m, path, code="bad_ref")
+            nid = fr.lookup(ref)
+            if nid is None:
+                if fr.is_pending(ref):
+                    raise self.err(f"cycle: this layer takes input from '{ref}', which comes after it",
+                                   m, path, "a network is a DAG: take inputs only from layers above",
+                                   "cycle")
+                close = difflib.get_close_matches(ref, fr.visible(), n=1)
+                raise self.err(f"undefined reference '{ref}'", m, path,
+                               f"did you mean '{close[0]}'?" if close else
+                               f"visible here: {', '.join(fr.visible()[:10])}", "undefined_ref")
+            out.append(nid)
+        return out
+
+    def merge(self, op: str, branches: Any, inputs: list[str], fr: Frame, env: dict, mark: Mark | None,
+              path: tuple, name: str | None, cmark: Mark | None) -> str:
+        (x,) = inputs[:1] if len(inputs) == 1 else (None,)
+        if x is None:
+            raise self.err(f"{op} with branches takes one input; from: names {len(inputs)}", cmark, path,
+                           code="bad_call")
+        outs: list[str] = []
+        if isinstance(branches, dict):
+            for k, b in branches.items():
+                outs.append(self.layer(b, x, fr, env, _mark_of(branches, k, mark), path + (k,), str(k)))
+        else:
+            for j, b in enumerate(branches):
+                bm = _mark_of(branches, j, mark)
+                outs.append(x if b == [] else self.layer(b, x, fr, env, bm, path + (j,), None))
+        if len(outs) < REGISTRY[op].inputs[0]:
+            raise self.err(f"{op} needs at least {REGISTRY[op].inputs[0]} branches, got {len(outs)}",
+                           mark, path, code="arity")
+        return self.emit_node(op, {}, outs, fr, env, mark, path, name, cmark)
+
+    # --------------------------------------------------------------------------------- blocks
+    def block(self, blk: Block, args: Any, inputs: list[str], fr: Frame, env: dict, mark: Mark | None,
+              path: tuple, name: str | None, cmark: Mark | None) -> str:
+        if len(inputs) != 1:
+            raise self.err(f"block '{blk.name}' takes one input; from: names {len(inputs)}", cmark, path,
+                           code="arity")
+        bound = self.bind(blk, args, env, mark, path)
+        local = fr.claim(name if name is not None else _hint(blk.name), name is not None, cmark, path)
+        bfr = Frame(path=fr.child_path(local), kind="block", input=inputs[0], parent=fr, barrier=True)
+        self.graph.modules[bfr.path] = ModuleInfo(path=bfr.path, kind="block", block=blk.name,
+                                                  args=bound, input=inputs[0], mark=cmark)
+        benv = {**self.globals, **bound, "in": self.in_record(inputs[0])}
+        body_mark = blk.raw.mark_of("body") if isinstance(blk.raw, LocDict) else blk.mark
+        out = self.layer(blk.body, inputs[0], bfr, benv, body_mark, ("blocks", blk.name, "body"), None)
+        if out == inputs[0]:
+            out = self.emit_node("identity", {}, [out], bfr, benv, body_mark, ("blocks", blk.name, "body"),
+                                 None, cmark)
+        self.graph.modules[bfr.path].output = out
+        fr.names[local] = out
+        self.graph.named[bfr.path] = out
+        return out
+
+    def bind(self, blk: Block, args: Any, env: dict, mark: Mark | None, path: tuple) -> dict[str, Any]:
+        names = [p for p, _, _ in blk.params]
+        given: dict[str, tuple[Any, Mark | None]] = {}
+        if args is None:
+            pass
+        elif isinstance(args, dict):
+            for k, v in args.items():
+                if k not in names:
+                    close = difflib.get_close_matches(str(k), names, n=1)
+                    raise self.err(f"block '{blk.name}' has no parameter '{k}'", _key_mark(args, k, mark),
+                                   path, f"did you mean '{close[0]}'?" if close else
+                                   f"its parameters: {', '.join(names) or '(none)'}", "unknown_param")
+                given[k] = (v, _mark_of(args, k, mark))
+        elif isinstance(args, list):
+            if len(args) > len(names):
+                raise self.err(f"block '{blk.name}' takes {len(names)} arguments "
+                               f"({', '.join(names)}), got {len(args)}", mark, path, code="arity")
+            for i, v in enumerate(args):
+                given[names[i]] = (v, _mark_of(args, i, mark))
+        else:
+            if not names:
+                raise self.err(f"block '{blk.name}' takes no arguments", mark, path, code="arity")
+            given[names[0]] = (args, mark)
+        bound: dict[str, Any] = {}
+        for p, typ, default in blk.params:
+            if p in given:
+                v, m = given[p]
+                v = self.value(v, env, m, path + (p,))
+            elif default is REQUIRED:
+                raise self.err(f"block '{blk.name}' needs '{p}'", mark, path,
+                               f"pass it: {{{blk.name}: {{{p}: ...}}}}", "missing_param")
+            else:
+                v = self.value(default, {**self.globals, **bound}, blk.mark, ("blocks", blk.name, "params", p))
+            if typ:
+                want = TYPES[typ]
+            elif default is REQUIRED or default is None or isinstance(default, str):
+                want = None  # an expression default such as 'planes * 4' is checked where it is used
+            else:
+                want = type(default)
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if want not in (None, object) and not (isinstance(v, want) and not (want is int and isinstance(v, bool))):
+                m = given[p][1] if p in given else blk.mark
+                raise self.err(f"parameter '{p}' of block '{blk.name}' is a {want.__name__}, got {v!r}",
+                               m, path + (p,), code="type")
+            bound[p] = v
+        return bound
+
+    # ------------------------------------------------------------------------------------ ops
+    def op(self, opname: str, args: Any, inputs: list[str], fr: Frame, env: dict, mark: Mark | None,
+           path: tuple, name: str | None, cmark: Mark | None) -> str:
+        opdef = get_op(opname)
+        if args is None or args == {}:
+            attrs: dict[str, Any] = {}
+        elif isinstance(args, dict):
+            attrs = dict(args)
+        elif isinstance(args, list):
+            if len(args) > len(opdef.positional):
+                raise self.err(f"'{opname}' takes at most {len(opdef.positional)} positional arguments "
+                               f"({', '.join(opdef.positional) or 'none'}), got {len(args)}", mark, path,
+                               f"write them by name: {{{opname}: {{...}}}}", "arity")
+            attrs = {opdef.positional[i]: v for i, v in enumerate(args)}
+            args = LocDict(attrs) if not isinstance(args, LocList) else _list_as_dict(args, opdef.positional)
+        else:
+            if not opdef.positional:
+                raise self.err(f"'{opname}' takes no arguments, got {args!r}", mark, path, code="arity")
+            attrs = {opdef.positional[0]: args}
+            args = _scalar_as_dict(attrs, mark)
+        return self.emit_node(opname, attrs, inputs, fr, env, mark, path, name, cmark, args)
+
+    def emit_node(self, opname: str, attrs: dict, inputs: list[str], fr: Frame, env: dict,
+                  mark: Mark | None, path: tuple, name: str | None, cmark: Mark | None,
+                  raw_args: Any = None) -> str:
+        opdef = REGISTRY[opname]
+        values = {k: self.value(v, env, _mark_of(raw_args, k, mark), path + (k,)) for k, v in attrs.items()}
+        try:
+            typed = opdef.attrs.model_validate(values)
+        except ValidationError as err:
+            e = pydantic_error(err, raw_args if isinstance(raw_args, dict) else values, path,
+                               opdef.attrs.model_fields)
+            if e.mark is None:
+                e.mark = mark
+            if e.code == "unknown_key":
+                e.message = f"'{opname}' has no attribute '{e.message.split(chr(39))[1]}'"
+            raise e from None
+        in_shapes = [self.shape(i) for i in inputs]
+        try:
+            opdef.check_arity(len(inputs))
+            shape = tuple(opdef.infer(typed, in_shapes))
+        except OpError as e:
+            m = _mark_of(raw_args, e.attr, cmark) if e.attr and isinstance(raw_args, dict) and e.attr in raw_args else cmark
+            raise self.err(e.message, m or mark, path + ((e.attr,) if e.attr and isinstance(raw_args, dict) and e.attr in raw_args else ()),
+                           e.hint, e.code) from None
+        local = fr.claim(name if name is not None else _hint(opname), name is not None, cmark, path)
+        node = Node(id=fr.child_path(local), op=opname, attrs=typed, inputs=inputs, in_shapes=in_shapes,
+                    shape=shape, scope=fr.path, local=local, mark=cmark or mark,
+                    spec_path=_fmt(path))
+        self.graph.add(node)
+        fr.names[local] = node.id
+        if name is not None:
+            self.graph.named[node.id] = node.id
+        return node.id
+
+
+# ------------------------------------------------------------------------------------ utilities
+def _hint(name: str) -> str:
+    return {"concat": "cat", "global_avgpool": "avgpool", "adaptive_avgpool": "avgpool"}.get(name, name)
+
+
+def _fmt(path: tuple) -> str:
+    from ..errors import format_path
+    return format_path(path)
+
+
+def _mark_of(container: Any, key: Any, default: Mark | None) -> Mark | None:
+    if isinstance(container, (LocDict, LocList)):
+        try:
+            return container.mark_of(key)
+        except (KeyError, IndexError, TypeError):
+            return default
+    return default
+
+
+def _key_mark(container: Any, key: Any, default: Mark | None) -> Mark | None:
+    if isinstance(container, LocDict):
+        return container.key_marks.get(key, default)
+    return default
+
+
+def _strict_text(v: Any) -> Any:
+    return ("$" + v) if isinstance(v, str) and not v.startswith("$") else v
+
+
+def _copy_locdict(d: LocDict) -> LocDict:
+    out = LocDict(d)
+    out.mark = d.mark
+    out.key_marks = dict(d.key_marks)
+    out.value_marks = dict(d.value_marks)
+    out.raw = dict(d.raw)
+    return out
+
+
+def _as_locdict(call: dict, like: Any) -> Any:
+    if isinstance(like, LocDict):
+        out = LocDict(call)
+        out.mark = like.mark
+        out.key_marks = dict(like.key_marks)
+        out.value_marks = dict(like.value_marks)
+        out.raw = dict(like.raw)
+        return out
+    return call
+
+
+def _list_as_dict(args: LocList, names: tuple[str, ...]) -> LocDict:
+    out = LocDict({names[i]: v for i, v in enumerate(args)})
+    out.mark = args.mark
+    out.key_marks = {names[i]: args.item_marks[i] for i in range(len(args))}
+    out.value_marks = dict(out.key_marks)
+    out.raw = {names[i]: r for i, r in args.raw.items()} if isinstance(args.raw, dict) else {}
+    return out
+
+
+def _scalar_as_dict(attrs: dict, mark: Mark | None) -> LocDict:
+    out = LocDict(attrs)
+    out.mark = mark
+    out.key_marks = {k: mark for k in attrs}
+    out.value_marks = dict(out.key_marks)
+    out.raw = {}
+    return out
+
+
+def _last_path(g: Graph, out: str, fr: Frame, name: str | None) -> str:
+    if name is not None:
+        return fr.child_path(name)
+    return out
+
+
+def lower(net: Network) -> Graph:
+    """Lower one network to its graph (shapes inferred)."""
+    return Lowerer(net).run()

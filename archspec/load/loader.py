@@ -1,0 +1,486 @@
+"""From a spec reference (``specs/vgg.yaml:D``) to the networks it names.
+
+Loading reads the YAML (positions kept), follows ``extends:`` and ``include:``, validates the document
+with the pydantic models, picks the column(s) and resolves the network parameters. The result is a
+:class:`Network` per network: everything lowering needs, still as data.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import ValidationError
+
+from ..errors import Mark, SpecError
+from ..spec.expr import ExprError, parse
+from ..spec.model import COLUMN_KEYS, SpecDoc
+from ..spec.yamlio import LocDict, LocList, load_yaml, mark_at
+
+__all__ = ["Network", "Block", "Cell", "load_networks", "expand_refs", "split_ref", "pydantic_error"]
+
+
+@dataclass
+class Block:
+    name: str
+    params: list[tuple[str, str | None, Any]]  # (name, type or None, default or _REQUIRED)
+    body: Any
+    raw: Any
+    mark: Mark | None
+
+
+@dataclass
+class Cell:
+    pattern: str
+    regex: re.Pattern
+    captures: tuple[str, ...]
+    body: Any
+    mark: Mark | None
+
+
+REQUIRED = object()
+TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "any": object}
+
+
+@dataclass
+class Network:
+    """One network, ready to lower."""
+
+    name: str
+    ref: str
+    file: str
+    column: str | None
+    doc: SpecDoc
+    raw: LocDict
+    env: dict[str, Any]
+    input: tuple[int, ...]
+    num_classes: int
+    blocks: dict[str, Block]
+    cells: list[Cell]
+    expect: dict[str, Any]
+    expect_marks: dict[str, Mark] = field(default_factory=dict)
+    expect_raw: dict[str, Any] = field(default_factory=dict)
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """``specs/vgg.yaml:D`` -> (``specs/vgg.yaml``, ``D``)."""
+    m = re.match(r"^(.*\.ya?ml):([^/\\]+)$", ref)
+    if m:
+        return m.group(1), m.group(2)
+    return ref, None
+
+
+def expand_refs(args: Iterable[str]) -> list[str]:
+    """Files stay, directories become their ``*.yaml`` files (recursively, sorted naturally);
+    ``specs/blocks`` (block libraries) is skipped."""
+    out: list[str] = []
+    for a in args:
+        path, _ = split_ref(a)
+        if os.path.isdir(path):
+            found = []
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if d != "blocks" and not d.startswith("."))
+                found += [os.path.join(root, f) for f in files if f.endswith((".yaml", ".yml"))]
+            out += sorted(found, key=_natural_key)
+        else:
+            out.append(a)
+    return out
+
+
+def _natural_key(s: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def pydantic_error(err: ValidationError, root: Any, base_path: tuple = (), fields: Iterable[str] = ()) -> SpecError:
+    """The first pydantic error as a :class:`SpecError` at its YAML position."""
+    e = err.errors()[0]
+    loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith(("function-", "tagged-union"))))
+    # pydantic reports union members as extra loc parts (e.g. 'int', 'tuple[...]'): cut at the data.
+    data_loc: list = []
+    node = root
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            data_loc.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            data_loc.append(part)
+            node = node[part]
+        elif e["type"] == "extra_forbidden" and part == loc[-1]:
+            data_loc.append(part)
+        else:
+            break
+    mark = mark_at(root, data_loc) if root is not None else None
+    if e["type"] == "extra_forbidden":
+        key = data_loc[-1] if data_loc else "?"
+        close = difflib.get_close_matches(str(key), list(fields), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else (
+            f"known keys: {', '.join(sorted(fields))}" if fields else None)
+        parent = base_path + tuple(data_loc[:-1])
+        return SpecError(f"unknown key '{key}'", mark=_key_mark(root, data_loc) or mark,
+                         path=parent, hint=hint, code="unknown_key")
+    if e["type"] == "missing":
+        return SpecError(f"missing required key '{loc[-1]}'", mark=mark,
+                         path=base_path + tuple(data_loc), code="missing_key")
+    msg = e["msg"]
+    msg = msg[0].lower() + msg[1:] if msg else msg
+    inp = e.get("input")
+    if not isinstance(inp, (dict, list)):
+        msg += f", got {inp!r}"
+    return SpecError(msg, mark=mark, path=base_path + tuple(data_loc), code=e["type"])
+
+
+def _key_mark(root: Any, path: list) -> Mark | None:
+    node = root
+    for part in path[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    if isinstance(node, LocDict) and path and path[-1] in node.key_marks:
+        return node.key_marks[path[-1]]
+    return None
+
+
+# ---------------------------------------------------------------------------------- documents
+MERGED_BY_KEY = ("params", "blocks", "cells", "columns")
+
+
+def _merge(base: LocDict, child: LocDict) -> LocDict:
+    """``child`` over ``base``: mappings in MERGED_BY_KEY merge by key, other keys replace."""
+    out = copy.copy(base)
+    out.key_marks = dict(base.key_marks)
+    out.value_marks = dict(base.value_marks)
+    out.raw = dict(base.raw)
+    for k, v in child.items():
+        if k in MERGED_BY_KEY and isinstance(out.get(k), LocDict) and isinstance(v, LocDict):
+            v = _merge(out[k], v)
+        out[k] = v
+        out.key_marks[k] = child.key_marks.get(k, child.mark)
+        out.value_marks[k] = child.value_marks.get(k, child.mark)
+        if k in child.raw:
+            out.raw[k] = child.raw[k]
+        else:
+            out.raw.pop(k, None)
+    out.mark = child.mark
+    return out
+
+
+def _read(path: str) -> LocDict:
+    data = load_yaml(path)
+    if data is None:
+        raise SpecError("the spec is empty", mark=Mark(path, 1, 1), code="empty",
+                        hint="a spec needs at least name: and network:")
+    if not isinstance(data, LocDict):
+        raise SpecError("a spec is a mapping of keys (name:, input:, network:, ...)",
+                        mark=getattr(data, "mark", Mark(path, 1, 1)), code="not_a_mapping")
+    return data
+
+
+def _relative(doc: LocDict, key: str, value: Any, path: str, idx: int | None = None) -> str:
+    if not isinstance(value, str):
+        mark = doc.mark_of(key) if idx is None else doc[key].mark_of(idx)
+        raise SpecError(f"{key} takes a file path, got {value!r}", mark=mark, path=(key,), code="type")
+    target = os.path.normpath(os.path.join(os.path.dirname(path), value))
+    if not os.path.isfile(target):
+        mark = doc.mark_of(key) if idx is None else doc[key].mark_of(idx)
+        raise SpecError(f"no such file '{value}' (looked for {target})", mark=mark,
+                        path=(key,) if idx is None else (key, idx), code="missing_file",
+                        hint="paths are relative to the file that names them")
+    return target
+
+
+def _resolve(path: str, stack: tuple[str, ...] = ()) -> tuple[LocDict, list[LocDict]]:
+    """The document at ``path`` with its ``extends`` chain merged in.
+
+    Returns the merged document and the ``expect`` mappings of files that select a column (they
+    override the column's own expectations, so they are applied after it)."""
+    real = os.path.realpath(path)
+    if real in stack:
+        raise SpecError("extends forms a cycle: " + " -> ".join(os.path.basename(s) for s in stack + (real,)),
+                        mark=Mark(path, 1, 1), path=("extends",), code="cycle")
+    doc = _read(path)
+    overlays: list[LocDict] = []
+    if "extends" in doc:
+        base, overlays = _resolve(_relative(doc, "extends", doc["extends"], path), stack + (real,))
+        child = doc
+        if "column" in child and isinstance(child.get("expect"), LocDict):
+            overlays = overlays + [child["expect"]]
+            child = copy.copy(child)
+            del child["expect"]
+        base_fields = copy.copy(base)
+        for k in ("extends",):
+            base_fields.pop(k, None)
+        doc = _merge(base_fields, child)
+    return doc, overlays
+
+
+def _includes(doc: LocDict, path: str, stack: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """Blocks and cells from ``include:`` files (recursively), by name, with their origin."""
+    blocks: dict[str, tuple[Any, LocDict, str]] = {}
+    cells: dict[str, tuple[Any, LocDict, str]] = {}
+    incs = doc.get("include") or []
+    if not isinstance(incs, list):
+        raise SpecError("include takes a list of files", mark=doc.mark_of("include"), path=("include",))
+    for i, inc in enumerate(incs):
+        target = _relative(doc, "include", inc, path, i)
+        real = os.path.realpath(target)
+        if real in stack:
+            continue
+        sub = _read(target)
+        unknown = set(sub) - {"blocks", "cells", "include", "name", "title", "notes", "paper"}
+        if unknown:
+            k = sorted(unknown)[0]
+            raise SpecError(f"an included file holds blocks: and cells: only, not '{k}'",
+                            mark=sub.key_marks.get(k, sub.mark), path=(k,), code="include")
+        sb, sc = _includes(sub, target, stack + (real,))
+        for table, key in ((sb, "blocks"), (sc, "cells")):
+            if isinstance(sub.get(key), LocDict):
+                for name in sub[key]:
+                    table[name] = (sub[key][name], sub[key], target)
+        for table, acc in ((sb, blocks), (sc, cells)):
+            for name, val in table.items():
+                if name in acc and acc[name][2] != val[2]:
+                    raise SpecError(f"'{name}' is defined in both {acc[name][2]} and {val[2]}",
+                                    mark=val[1].mark_of(name), code="duplicate_name")
+                acc[name] = val
+    return blocks, cells
+
+
+def _load_doc(path: str) -> tuple[SpecDoc, LocDict, list[LocDict], dict, dict]:
+    raw, overlays = _resolve(path)
+    inc_blocks, inc_cells = _includes(raw, path)
+    try:
+        doc = SpecDoc.model_validate(dict(raw))
+    except ValidationError as err:
+        raise pydantic_error(err, raw, fields=SpecDoc.model_fields) from None
+    for name, (val, holder, origin) in inc_blocks.items():
+        if name in doc.blocks:
+            continue  # the file's own definition wins over a library's
+        from ..spec.model import BlockDef
+        try:
+            doc.blocks[name] = BlockDef.model_validate(dict(val) if isinstance(val, dict) else val)
+        except ValidationError as err:
+            raise pydantic_error(err, val, ("blocks", name), BlockDef.model_fields) from None
+        raw_blocks = raw.get("blocks") if isinstance(raw.get("blocks"), LocDict) else None
+        if raw_blocks is None:
+            raw_blocks = LocDict()
+            raw_blocks.mark = holder.mark
+            raw_blocks.key_marks, raw_blocks.value_marks, raw_blocks.raw = {}, {}, {}
+            raw = copy.copy(raw)
+            raw["blocks"] = raw_blocks
+        raw_blocks = copy.copy(raw_blocks)
+        raw_blocks.key_marks = {**raw_blocks.key_marks, name: holder.key_marks.get(name, holder.mark)}
+        raw_blocks.value_marks = {**raw_blocks.value_marks, name: holder.mark_of(name)}
+        dict.__setitem__(raw_blocks, name, val)
+        raw = copy.copy(raw)
+        dict.__setitem__(raw, "blocks", raw_blocks)
+    for name, (val, holder, origin) in inc_cells.items():
+        doc.cells.setdefault(name, val)
+    return doc, raw, overlays, inc_blocks, inc_cells
+
+
+# ------------------------------------------------------------------------------------ parameters
+def _block_table(doc: SpecDoc, raw: LocDict) -> dict[str, Block]:
+    out: dict[str, Block] = {}
+    raw_blocks = raw.get("blocks") or {}
+    for name, b in doc.blocks.items():
+        rb = raw_blocks.get(name)
+        mark = raw_blocks.mark_of(name) if isinstance(raw_blocks, LocDict) and name in raw_blocks else None
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise SpecError(f"block name '{name}' is not an identifier", mark=mark, path=("blocks", name),
+                            hint="use letters, digits and _, starting with a letter")
+        params: list[tuple[str, str | None, Any]] = []
+        if isinstance(b.params, list):
+            params = [(p, "int", REQUIRED) for p in b.params]
+        else:
+            for p, spec in b.params.items():
+                if isinstance(spec, str) and spec in TYPES:
+                    params.append((p, spec, REQUIRED))
+                else:
+                    params.append((p, None, spec))
+        for p, _, _ in params:
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", str(p)):
+                raise SpecError(f"parameter name '{p}' is not an identifier",
+                                mark=mark_at(raw, ("blocks", name, "params")), path=("blocks", name, "params"))
+        out[name] = Block(name, params, b.body, rb, mark)
+    return out
+
+
+def _cell_table(doc: SpecDoc, raw: LocDict, extra_marks: dict) -> list[Cell]:
+    out = []
+    raw_cells = raw.get("cells") or {}
+    for pattern, body in doc.cells.items():
+        mark = raw_cells.mark_of(pattern) if isinstance(raw_cells, LocDict) and pattern in raw_cells else extra_marks.get(pattern)
+        pattern = str(pattern)
+        caps = tuple(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", pattern))
+        rx = "".join(
+            f"(?P<{part[1:-1]}>\\d+)" if re.fullmatch(r"\{[A-Za-z_][A-Za-z0-9_]*\}", part) else re.escape(part)
+            for part in re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\})", pattern) if part)
+        try:
+            regex = re.compile(f"^{rx}$")
+        except re.error as e:  # duplicate capture names
+            raise SpecError(f"bad cell pattern '{pattern}': {e}", mark=mark, path=("cells", pattern)) from None
+        out.append(Cell(pattern, regex, caps, body, mark))
+    return out
+
+
+def resolve_params(values: dict[str, Any], base_env: dict[str, Any], marks: dict[str, Mark | None],
+                   path: tuple) -> dict[str, Any]:
+    """Evaluate parameter values that are expressions over other parameters (in any order)."""
+    env = dict(base_env)
+    pending: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, str) and v.startswith("$"):
+            pending[k] = v[1:]
+        elif isinstance(v, str) and _is_expression(v):
+            pending[k] = v
+        else:
+            env[k] = v
+    names_all = set(env) | set(pending)
+    while pending:
+        progress = False
+        for k, text in list(pending.items()):
+            expr = parse(text)
+            if expr.names() <= set(env):
+                try:
+                    env[k] = expr.evaluate(env)
+                except ExprError as e:
+                    raise SpecError(f"in '{text}': {e.message}", mark=marks.get(k), path=path + (k,),
+                                    hint=e.hint, code="expression") from None
+                del pending[k]
+                progress = True
+            elif not expr.names() <= names_all:
+                if not _strict(values.get(k)):
+                    env[k] = values[k]  # a plain word such as 'conv3-64', not an expression
+                    del pending[k]
+                    progress = True
+                    continue
+                missing = sorted(expr.names() - names_all)[0]
+                close = difflib.get_close_matches(missing, sorted(names_all), n=1)
+                raise SpecError(f"unknown name '{missing}' in '{text}'", mark=marks.get(k), path=path + (k,),
+                                hint=f"did you mean '{close[0]}'?" if close else None, code="expression")
+        if not progress:
+            cyc = ", ".join(sorted(pending))
+            raise SpecError(f"parameters refer to each other in a cycle: {cyc}",
+                            mark=marks.get(sorted(pending)[0]), path=path, code="cycle")
+    return env
+
+
+def _strict(v: Any) -> bool:
+    return isinstance(v, str) and v.startswith("$")
+
+
+def _is_expression(text: str) -> bool:
+    """A string value is an expression if it parses and is not a bare word (those are literals)."""
+    try:
+        expr = parse(text)
+    except ExprError:
+        return False
+    return not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text.strip())
+
+
+# ------------------------------------------------------------------------------------ networks
+def load_networks(ref: str) -> list[Network]:
+    """The networks ``ref`` names: ``file.yaml`` (all of its columns) or ``file.yaml:COLUMN``."""
+    path, want = split_ref(ref)
+    doc, raw, overlays, _, inc_cells = _load_doc(path)
+    blocks = _block_table(doc, raw)
+    cells = _cell_table(doc, raw, {})
+    if doc.network is None:
+        raise SpecError("missing required key 'network'", mark=raw.mark, code="missing_key",
+                        hint="network: lists the layers")
+    if doc.input is None:
+        raise SpecError("missing required key 'input'", mark=raw.mark, code="missing_key",
+                        hint="input: [C, H, W], e.g. [3, 224, 224]")
+    raw_cols = raw.get("columns") or LocDict()
+    if doc.column is not None:
+        if want is not None and want != doc.column:
+            raise SpecError(f"{path} is column '{doc.column}' of its table; it has no column '{want}'",
+                            mark=raw.mark_of("column"), path=("column",), code="unknown_column")
+        want = doc.column
+    if doc.columns:
+        if want is not None and want not in doc.columns:
+            close = difflib.get_close_matches(want, list(doc.columns), n=1)
+            raise SpecError(f"no column '{want}'", mark=raw.mark_of("columns"), path=("columns",),
+                            code="unknown_column",
+                            hint=f"did you mean '{close[0]}'? columns: {', '.join(doc.columns)}" if close
+                            else f"columns: {', '.join(doc.columns)}")
+        chosen = [want] if want is not None else list(doc.columns)
+    else:
+        if want is not None:
+            raise SpecError(f"{path} has no columns, so '{ref}' selects nothing", mark=raw.mark,
+                            code="unknown_column", hint=f"use {path}")
+        chosen = [None]
+    nets = []
+    for col in chosen:
+        nets.append(_network(path, doc, raw, raw_cols, col, blocks, cells, overlays,
+                             single=doc.column is not None or not doc.columns))
+    return nets
+
+
+def _network(path: str, doc: SpecDoc, raw: LocDict, raw_cols: LocDict, col: str | None,
+             blocks: dict[str, Block], cells: list[Cell], overlays: list[LocDict], single: bool) -> Network:
+    colvals: dict[str, Any] = {}
+    colraw = None
+    if col is not None:
+        colraw = raw_cols[col]
+        colvals = dict(colraw)
+    name = colvals.get("name") if isinstance(colvals.get("name"), str) else None
+    if name is None:
+        if single:
+            name = doc.name
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(col)) and str(col).startswith(doc.name):
+            name = str(col)  # resnet.yaml:resnet50 -> resnet50
+        else:
+            name = re.sub(r"[^A-Za-z0-9_]+", "_", f"{doc.name}_{col}").strip("_").lower()  # vgg_a_lrn
+    input_shape = tuple(colvals.get("input") or doc.input)
+    num_classes = int(colvals.get("num_classes") or doc.num_classes)
+    params = {k: v for k, v in colvals.items() if k not in COLUMN_KEYS}
+    unknown = [k for k in params if k not in doc.params] if doc.params else []
+    defaults = dict(doc.params)
+    base_env = {"num_classes": num_classes, "column": col or ""}
+    marks: dict[str, Mark | None] = {}
+    raw_params = raw.get("params")
+    for k in defaults:
+        marks[k] = raw_params.mark_of(k) if isinstance(raw_params, LocDict) else None
+    for k in params:
+        marks[k] = colraw.mark_of(k) if isinstance(colraw, LocDict) else None
+    if unknown and doc.params:
+        k = unknown[0]
+        close = difflib.get_close_matches(k, list(doc.params), n=1)
+        raise SpecError(f"column '{col}' sets '{k}', which is not a parameter", mark=marks.get(k),
+                        path=("columns", col, k), code="unknown_param",
+                        hint=f"did you mean '{close[0]}'?" if close else
+                        f"declare it under params: (known: {', '.join(doc.params)})")
+    env = resolve_params({**defaults, **params}, base_env, marks,
+                         ("columns", col) if col is not None else ("params",))
+    # expectations: file level, then the column's, then files that select this column
+    expect: dict[str, Any] = {}
+    expect_marks: dict[str, Mark] = {}
+    expect_raw: dict[str, Any] = {}
+    layers: dict[str, Any] = {}
+    sources = [raw.get("expect")]
+    if isinstance(colraw, LocDict):
+        sources.append(colraw.get("expect"))
+    sources += overlays
+    for src in sources:
+        if not isinstance(src, LocDict):
+            continue
+        for k, v in src.items():
+            if k == "layers" and isinstance(v, dict):
+                layers.update({lk: (lv, v) for lk, lv in v.items()})
+                continue
+            expect[k] = v
+            expect_marks[k] = src.mark_of(k)
+            expect_raw[k] = src.raw.get(k)
+    if layers:
+        expect["layers"] = layers
+    ref = f"{path}:{col}" if col is not None and not single else path
+    return Network(name=name, ref=ref, file=path, column=col, doc=doc, raw=raw, env=env,
+                   input=input_shape, num_classes=num_classes, blocks=blocks, cells=cells,
+                   expect=expect, expect_marks=expect_marks, expect_raw=expect_raw)

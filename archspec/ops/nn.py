@@ -1,0 +1,495 @@
+"""The ops of convolutional networks, each declared once.
+
+Every entry states its shape rule and its counts in its docstring; ``archspec ops`` lists them and
+docs/spec.md is written from the same text.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import Field
+
+from .registry import (
+    ZERO,
+    Attrs,
+    Counts,
+    Emit,
+    OpDef,
+    OpError,
+    Shape,
+    Window,
+    fmt_pair,
+    numel,
+    pair,
+    register,
+)
+
+__all__: list[str] = []  # the ops are reached through the registry
+
+Pos = Annotated[int, Field(gt=0)]
+NonNeg = Annotated[int, Field(ge=0)]
+PosPair = Union[Pos, tuple[Pos, Pos]]
+NonNegPair = Union[NonNeg, tuple[NonNeg, NonNeg]]
+Prob = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+def _kwargs(pos: list[str], kw: dict[str, object], defaults: dict[str, object]) -> str:
+    """``a, b, key=value`` with keyword arguments equal to PyTorch's defaults left out."""
+    parts = list(pos)
+    for k, v in kw.items():
+        if k in defaults and defaults[k] == v:
+            continue
+        parts.append(f"{k}={v}")
+    return ", ".join(parts)
+
+
+def _need_rank(op: str, shape: Shape, rank: int, what: str = "a C×H×W feature map") -> None:
+    if len(shape) != rank:
+        raise OpError(f"'{op}' needs {what}, got shape {list(shape)}", code="rank",
+                      hint="flatten only before the fully-connected layers" if rank == 3 else None)
+
+
+def _spatial_out(op: str, size: int, k: int, s: int, p: int, d: int, ceil: bool, axis: str) -> int:
+    """PyTorch's output size rule for conv and pooling along one axis."""
+    span = size + 2 * p - d * (k - 1) - 1
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= size + p:
+        out -= 1
+    if out <= 0 or span < 0:
+        raise OpError(
+            f"output {axis} collapses to {max(out, 0) if span >= 0 else span // s + 1}: input {axis} {size} "
+            f"is smaller than the {k}×{k} window (padding {p}, dilation {d})",
+            attr="kernel", code="collapsed_shape",
+            hint="the input is too small for this many downsampling steps; check input: or the strides")
+    return out
+
+
+# --------------------------------------------------------------------------------------------- conv
+class ConvAttrs(Attrs):
+    """2-D convolution."""
+
+    out: Pos = Field(description="output channels")
+    kernel: PosPair = Field(description="kernel size: k or [kh, kw]")
+    stride: PosPair = Field(1, description="stride: s or [sh, sw]")
+    padding: Union[NonNegPair, Literal["same", "valid"]] = Field(
+        0, description="zero padding per side: p, [ph, pw], 'same' ((k-1)·d/2) or 'valid' (0)")
+    dilation: PosPair = Field(1, description="dilation")
+    groups: Pos = Field(1, description="groups: input and output channels split into this many towers")
+    bias: bool = Field(True, description="add a learned bias")
+
+
+def _conv_geom(a: ConvAttrs) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
+    k, s, d = pair(a.kernel), pair(a.stride), pair(a.dilation)
+    if a.padding == "valid":
+        p = (0, 0)
+    elif a.padding == "same":
+        if any(d[i] * (k[i] - 1) % 2 for i in range(2)):
+            raise OpError(f"padding 'same' needs an odd kernel, got {list(k)}", attr="padding",
+                          hint="give the padding as numbers, e.g. padding: [0, 1]")
+        p = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
+    else:
+        p = pair(a.padding)
+    return k, s, p, d
+
+
+def _conv_infer(a: ConvAttrs, ins: list[Shape]) -> Shape:
+    (x,) = ins
+    _need_rank("conv", x, 3)
+    c, h, w = x
+    if c % a.groups:
+        raise OpError(f"groups={a.groups} does not divide the {c} input channels", attr="groups",
+                      code="channel_mismatch")
+    if a.out % a.groups:
+        raise OpError(f"groups={a.groups} does not divide out={a.out}", attr="groups",
+                      code="channel_mismatch")
+    k, s, p, d = _conv_geom(a)
+    return (a.out, _spatial_out("conv", h, k[0], s[0], p[0], d[0], False, "height"),
+            _spatial_out("conv", w, k[1], s[1], p[1], d[1], False, "width"))
+
+
+def _conv_count(a: ConvAttrs, ins: list[Shape], out: Shape) -> Counts:
+    k = pair(a.kernel)
+    per_out = ins[0][0] // a.groups * k[0] * k[1]
+    weights = a.out * per_out
+    return Counts(params=weights + (a.out if a.bias else 0), weights=weights, macs=numel(out) * per_out)
+
+
+def _conv_emit(a: ConvAttrs, ins: list[Shape], out: Shape) -> Emit:
+    k, s, p, d = _conv_geom(a)
+    kw = {"kernel_size": fmt_pair(k), "stride": fmt_pair(s), "padding": fmt_pair(p),
+          "dilation": fmt_pair(d), "groups": a.groups, "bias": a.bias}
+    return Emit(module=f"nn.Conv2d({_kwargs([str(ins[0][0]), str(a.out)], kw, _CONV_DEFAULTS)})")
+
+
+_CONV_DEFAULTS = {"stride": "1", "padding": "0", "dilation": "1", "groups": 1, "bias": True}
+
+register(OpDef(
+    name="conv", attrs=ConvAttrs, family="conv", tags=frozenset({"weighted"}),
+    doc="2-D convolution. out[h] = floor((H + 2p − d·(k−1) − 1) / s) + 1. "
+        "params = out·(C/groups)·kh·kw (+ out bias); MACs = out·H'·W'·(C/groups)·kh·kw.",
+    infer=_conv_infer, count=_conv_count, emit=_conv_emit,
+    window=lambda a, i: Window(pair(a.kernel), pair(a.stride), pair(a.dilation)),
+    positional=("out", "kernel", "stride", "padding"),
+))
+
+
+# ------------------------------------------------------------------------------------------ pooling
+class MaxPoolAttrs(Attrs):
+    """Max pooling; overlapping when stride < kernel (AlexNet's 3×3/2)."""
+
+    kernel: PosPair = Field(description="window: k or [kh, kw]")
+    stride: Optional[PosPair] = Field(None, description="stride (default: the kernel)")
+    padding: NonNegPair = Field(0, description="implicit -inf padding per side")
+    ceil_mode: bool = Field(False, description="round the output size up (Caffe/GoogLeNet style)")
+
+
+class AvgPoolAttrs(MaxPoolAttrs):
+    """Average pooling."""
+
+    count_include_pad: bool = Field(True, description="count padded zeros in the average")
+
+
+def _pool_geom(a: MaxPoolAttrs) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    k = pair(a.kernel)
+    s = pair(a.stride) if a.stride is not None else k
+    p = pair(a.padding)
+    for i in range(2):
+        if 2 * p[i] > k[i]:
+            raise OpError(f"padding {p[i]} is more than half the {k[i]}-wide window", attr="padding",
+                          hint="PyTorch requires padding <= kernel / 2 for pooling")
+    return k, s, p
+
+
+def _pool_infer(name: str):
+    def infer(a: MaxPoolAttrs, ins: list[Shape]) -> Shape:
+        (x,) = ins
+        _need_rank(name, x, 3)
+        k, s, p = _pool_geom(a)
+        return (x[0], _spatial_out(name, x[1], k[0], s[0], p[0], 1, a.ceil_mode, "height"),
+                _spatial_out(name, x[2], k[1], s[1], p[1], 1, a.ceil_mode, "width"))
+    return infer
+
+
+def _pool_emit(cls: str, extra: tuple[str, ...] = ()):
+    def emit(a: MaxPoolAttrs, ins: list[Shape], out: Shape) -> Emit:
+        k, s, p = _pool_geom(a)
+        kw = {"kernel_size": fmt_pair(k), "stride": fmt_pair(s), "padding": fmt_pair(p),
+              "ceil_mode": a.ceil_mode}
+        for e in extra:
+            kw[e] = getattr(a, e)
+        defaults = {"padding": "0", "ceil_mode": False, "count_include_pad": True}
+        return Emit(module=f"nn.{cls}({_kwargs([], kw, defaults)})")
+    return emit
+
+
+def _pool_window(a: MaxPoolAttrs, ins: list[Shape]) -> Window:
+    k, s, _ = _pool_geom(a)
+    return Window(k, s)
+
+
+_POOL_DOC = ("out[h] = floor_or_ceil((H + 2p − k) / s) + 1 (PyTorch's rule, ceil_mode never starts a "
+             "window in the padding). No parameters; MACs 0 (only conv/linear/matmul count).")
+
+register(OpDef(
+    name="maxpool", attrs=MaxPoolAttrs, family="pool", doc="Max pooling. " + _POOL_DOC,
+    infer=_pool_infer("maxpool"), emit=_pool_emit("MaxPool2d"), window=_pool_window,
+    positional=("kernel", "stride", "padding"),
+))
+register(OpDef(
+    name="avgpool", attrs=AvgPoolAttrs, family="pool", doc="Average pooling. " + _POOL_DOC,
+    infer=_pool_infer("avgpool"), emit=_pool_emit("AvgPool2d", ("count_include_pad",)),
+    window=_pool_window, positional=("kernel", "stride", "padding"),
+))
+
+
+class NoAttrs(Attrs):
+    """No attributes."""
+
+
+def _global_pool_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
+    _need_rank("global_avgpool", ins[0], 3)
+    return (ins[0][0], 1, 1)
+
+
+register(OpDef(
+    name="global_avgpool", attrs=NoAttrs, family="pool",
+    doc="Global average pooling: C×H×W -> C×1×1 (NIN, GoogLeNet, ResNet). No parameters, MACs 0.",
+    infer=_global_pool_infer,
+    emit=lambda a, i, o: Emit(module="nn.AdaptiveAvgPool2d((1, 1))"),
+    window=lambda a, i: Window(global_=True),
+))
+
+
+class AdaptivePoolAttrs(Attrs):
+    """Adaptive average pooling to a fixed output size."""
+
+    output: PosPair = Field(description="output size: s or [h, w]")
+
+
+def _adaptive_infer(a: AdaptivePoolAttrs, ins: list[Shape]) -> Shape:
+    _need_rank("adaptive_avgpool", ins[0], 3)
+    oh, ow = pair(a.output)
+    return (ins[0][0], oh, ow)
+
+
+def _adaptive_window(a: AdaptivePoolAttrs, ins: list[Shape]) -> Window:
+    (_, h, w), (oh, ow) = ins[0], pair(a.output)
+    return Window((math.ceil(h / oh), math.ceil(w / ow)), (max(1, h // oh), max(1, w // ow)))
+
+
+register(OpDef(
+    name="adaptive_avgpool", attrs=AdaptivePoolAttrs, family="pool",
+    doc="Adaptive average pooling: C×H×W -> C×h×w (torchvision's AlexNet/VGG use 6×6 and 7×7; an "
+        "identity when the input already has that size). No parameters, MACs 0.",
+    infer=_adaptive_infer,
+    emit=lambda a, i, o: Emit(module=f"nn.AdaptiveAvgPool2d(({pair(a.output)[0]}, {pair(a.output)[1]}))"),
+    window=_adaptive_window, positional=("output",),
+))
+
+
+# ------------------------------------------------------------------------------------ normalisation
+class BatchNormAttrs(Attrs):
+    """Batch normalisation over channels."""
+
+    eps: Annotated[float, Field(gt=0)] = Field(1e-5, description="added to the variance")
+    momentum: Annotated[float, Field(ge=0, le=1)] = Field(0.1, description="running-stat momentum")
+    affine: bool = Field(True, description="learn a scale and a shift per channel")
+
+
+def _bn_count(a: BatchNormAttrs, ins: list[Shape], out: Shape) -> Counts:
+    c = ins[0][0]
+    return Counts(params=2 * c if a.affine else 0, weights=c if a.affine else 0)
+
+
+def _bn_emit(a: BatchNormAttrs, ins: list[Shape], out: Shape) -> Emit:
+    cls = "BatchNorm2d" if len(ins[0]) == 3 else "BatchNorm1d"
+    kw = {"eps": a.eps, "momentum": a.momentum, "affine": a.affine}
+    return Emit(module=f"nn.{cls}({_kwargs([str(ins[0][0])], kw, {'eps': 1e-5, 'momentum': 0.1, 'affine': True})})")
+
+
+def _bn_infer(a: BatchNormAttrs, ins: list[Shape]) -> Shape:
+    if len(ins[0]) not in (1, 3):
+        raise OpError(f"'bn' needs C×H×W or a vector, got shape {list(ins[0])}", code="rank")
+    return ins[0]
+
+
+register(OpDef(
+    name="bn", attrs=BatchNormAttrs, family="norm",
+    doc="Batch normalisation. Shape unchanged. params = 2·C (scale γ and shift β; the running mean "
+        "and variance are buffers, not parameters); weights = C (γ); MACs 0.",
+    infer=_bn_infer, count=_bn_count, emit=_bn_emit,
+))
+
+
+class LRNAttrs(Attrs):
+    """Local response normalisation across channels, in the AlexNet paper's notation."""
+
+    size: Pos = Field(5, description="n: adjacent channels summed over")
+    alpha: float = Field(1e-4, description="α as in the AlexNet paper (PyTorch's alpha is α·n)")
+    beta: float = Field(0.75, description="β")
+    k: float = Field(2.0, description="k")
+
+
+def _lrn_emit(a: LRNAttrs, ins: list[Shape], out: Shape) -> Emit:
+    return Emit(module=f"nn.LocalResponseNorm({a.size}, alpha={a.alpha * a.size!r}, beta={a.beta!r}, k={a.k!r})")
+
+
+register(OpDef(
+    name="lrn", attrs=LRNAttrs, family="norm",
+    doc="Local response normalisation (AlexNet §3.3): b = a / (k + α·Σ a²)^β over n neighbouring "
+        "channels. Shape unchanged; no parameters; MACs 0.",
+    infer=lambda a, ins: (_need_rank("lrn", ins[0], 3), ins[0])[1], emit=_lrn_emit,
+    positional=("size",),
+))
+
+
+# -------------------------------------------------------------------------------------- activations
+def _activation(name: str, module: str, doc: str, attrs: type[Attrs] = NoAttrs,
+                positional: tuple[str, ...] = ()) -> None:
+    register(OpDef(
+        name=name, attrs=attrs, family="act", doc=doc + " Shape unchanged; no parameters; MACs 0.",
+        infer=lambda a, ins: ins[0],
+        emit=lambda a, i, o: Emit(module=module.format(a=a)), positional=positional,
+    ))
+
+
+class LeakyAttrs(Attrs):
+    """Leaky ReLU."""
+
+    negative_slope: float = Field(0.01, description="slope for x < 0")
+
+
+class SoftmaxAttrs(Attrs):
+    """Softmax over the channel / class dimension."""
+
+
+_activation("relu", "nn.ReLU(inplace=True)", "Rectified linear unit max(0, x).")
+_activation("tanh", "nn.Tanh()", "Hyperbolic tangent.")
+_activation("sigmoid", "nn.Sigmoid()", "Logistic sigmoid.")
+_activation("gelu", "nn.GELU()", "Gaussian error linear unit.")
+_activation("leaky_relu", "nn.LeakyReLU({a.negative_slope!r}, inplace=True)", "Leaky ReLU.",
+            LeakyAttrs, ("negative_slope",))
+_activation("softmax", "nn.Softmax(dim=1)", "Softmax over classes (dim 1 of the batch).", SoftmaxAttrs)
+
+
+# --------------------------------------------------------------------------------- regularisation
+class DropoutAttrs(Attrs):
+    """Dropout."""
+
+    p: Prob = Field(0.5, description="probability of zeroing a unit during training")
+
+
+register(OpDef(
+    name="dropout", attrs=DropoutAttrs, family="reg",
+    doc="Dropout (training only). Shape unchanged; no parameters; MACs 0.",
+    infer=lambda a, ins: ins[0],
+    emit=lambda a, i, o: Emit(module=f"nn.Dropout(p={a.p!r})"), positional=("p",),
+))
+
+
+# ------------------------------------------------------------------------------------ shape and FC
+def _flatten_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
+    return (numel(ins[0]),)
+
+
+register(OpDef(
+    name="flatten", attrs=NoAttrs, family="shape",
+    doc="Flatten C×H×W to a vector of C·H·W. No parameters; MACs 0.",
+    infer=_flatten_infer,
+    emit=lambda a, i, o: Emit(module="nn.Flatten(1)", call="torch.flatten({0}, 1)"),
+    window=lambda a, i: Window(global_=True),
+))
+
+
+class LinearAttrs(Attrs):
+    """Fully-connected layer over the last dimension."""
+
+    out: Pos = Field(description="output features")
+    bias: bool = Field(True, description="add a learned bias")
+
+
+def _linear_infer(a: LinearAttrs, ins: list[Shape]) -> Shape:
+    x = ins[0]
+    if len(x) == 3:
+        raise OpError(f"'linear' needs a vector, got the feature map {list(x)}", code="rank",
+                      hint="put flatten (or global_avgpool, flatten) before the first linear layer")
+    return x[:-1] + (a.out,)
+
+
+def _linear_count(a: LinearAttrs, ins: list[Shape], out: Shape) -> Counts:
+    fan_in = ins[0][-1]
+    weights = fan_in * a.out
+    return Counts(params=weights + (a.out if a.bias else 0), weights=weights, macs=numel(out) * fan_in)
+
+
+register(OpDef(
+    name="linear", attrs=LinearAttrs, family="linear", tags=frozenset({"weighted"}),
+    doc="Fully-connected layer over the last dimension: (…, D) -> (…, out). params = D·out (+ out "
+        "bias); MACs = (rows)·D·out.",
+    infer=_linear_infer, count=_linear_count,
+    emit=lambda a, i, o: Emit(module=f"nn.Linear({_kwargs([str(i[0][-1]), str(a.out)], {'bias': a.bias}, {'bias': True})})"),
+    window=lambda a, i: Window(global_=True) if len(i[0]) == 1 else None,
+    positional=("out",),
+))
+
+register(OpDef(
+    name="identity", attrs=NoAttrs, family="shape", doc="Identity. Shape unchanged.",
+    infer=lambda a, ins: ins[0],
+    emit=lambda a, i, o: Emit(module="nn.Identity()", call="{0}"),
+))
+
+
+# -------------------------------------------------------------------------------------------- merges
+def _add_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
+    first = ins[0]
+    for j, s in enumerate(ins[1:], 1):
+        if s != first:
+            if len(s) == len(first) and s[1:] == first[1:]:
+                raise OpError(f"channel mismatch on add: branch 0 has {first[0]} channels, "
+                              f"branch {j} has {s[0]}", code="channel_mismatch",
+                              hint="project the shortcut (a 1×1 conv) when the channels change")
+            raise OpError(f"add needs equal shapes: branch 0 is {list(first)}, branch {j} is {list(s)}",
+                          code="shape_mismatch",
+                          hint="downsample the shortcut with the same stride as the main path")
+    return first
+
+
+def _concat_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
+    first = ins[0]
+    for j, s in enumerate(ins[1:], 1):
+        if len(s) != len(first) or s[1:] != first[1:]:
+            raise OpError(f"concat of different spatial sizes: branch 0 is {list(first)}, "
+                          f"branch {j} is {list(s)}", code="shape_mismatch",
+                          hint="give every branch the same stride and padding")
+    return (sum(s[0] for s in ins),) + first[1:]
+
+
+def _mul_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
+    x, g = ins
+    if g == x or (len(g) == len(x) == 3 and g[0] == x[0] and g[1:] == (1, 1)):
+        return x
+    if len(x) == len(g) == 3 and x[0] == g[0] and x[1:] == (1, 1):
+        return g
+    raise OpError(f"mul needs equal or channel-broadcastable shapes, got {list(x)} and {list(g)}",
+                  code="shape_mismatch")
+
+
+register(OpDef(
+    name="add", attrs=NoAttrs, family="merge", inputs=(2, None),
+    doc="Element-wise sum of equal shapes (residual connections). No parameters; MACs 0.",
+    infer=_add_infer, emit=lambda a, i, o: Emit(call=" + ".join(f"{{{j}}}" for j in range(len(i)))),
+))
+register(OpDef(
+    name="concat", attrs=NoAttrs, family="merge", inputs=(1, None),
+    doc="Concatenation along channels; all other dimensions must agree (inception, DenseNet).",
+    infer=_concat_infer,
+    emit=lambda a, i, o: Emit(call="torch.cat([" + ", ".join(f"{{{j}}}" for j in range(len(i))) + "], 1)"),
+))
+register(OpDef(
+    name="mul", attrs=NoAttrs, family="merge", inputs=(2, 2),
+    doc="Element-wise product; a C×1×1 gate broadcasts over H×W (squeeze-and-excitation).",
+    infer=_mul_infer, emit=lambda a, i, o: Emit(call="{0} * {1}"),
+))
+
+
+class PadShortcutAttrs(Attrs):
+    """ResNet shortcut option A: identity, subsampled by the stride, channels zero-padded."""
+
+    out: Pos = Field(description="output channels (>= input channels)")
+    stride: Pos = Field(1, description="subsampling stride")
+
+
+def _pad_infer(a: PadShortcutAttrs, ins: list[Shape]) -> Shape:
+    x = ins[0]
+    _need_rank("pad_shortcut", x, 3)
+    if a.out < x[0]:
+        raise OpError(f"pad_shortcut can only add channels: out={a.out} < {x[0]} input channels",
+                      attr="out", code="channel_mismatch")
+    return (a.out, -(-x[1] // a.stride), -(-x[2] // a.stride))
+
+
+def _pad_emit(a: PadShortcutAttrs, ins: list[Shape], out: Shape) -> Emit:
+    sub = "{0}" if a.stride == 1 else f"{{0}}[:, :, ::{a.stride}, ::{a.stride}]"
+    extra = a.out - ins[0][0]
+    return Emit(call=sub if extra == 0 else f"nn.functional.pad({sub}, (0, 0, 0, 0, 0, {extra}))")
+
+
+register(OpDef(
+    name="pad_shortcut", attrs=PadShortcutAttrs, family="shape",
+    doc="ResNet shortcut option A: x[:, :, ::s, ::s] with the extra channels zero-filled. "
+        "No parameters; MACs 0.",
+    infer=_pad_infer, emit=_pad_emit, window=lambda a, i: Window((1, 1), (a.stride, a.stride)),
+    positional=("out", "stride"),
+))
+
+
+class InputAttrs(Attrs):
+    shape: tuple[int, ...]
+
+
+register(OpDef(
+    name="input", attrs=InputAttrs, family="input", internal=True, inputs=(0, 0),
+    doc="The network input.", infer=lambda a, ins: tuple(a.shape), emit=lambda a, i, o: Emit(call="x"),
+))

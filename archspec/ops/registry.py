@@ -1,0 +1,162 @@
+"""The op registry: every op is declared once, in one :class:`OpDef`.
+
+An ``OpDef`` carries everything the pipeline needs to know about an op, the way an ONNX op schema
+does: its typed attributes (a pydantic model with defaults and docs), how many inputs it takes, its
+shape rule, its parameter and MAC counts, the window it slides (for receptive fields) and how it is
+emitted as PyTorch. Lowering, analysis and code generation read this entry and nothing else; they
+never test ``if op == "conv"``.
+
+Shapes are tuples without the batch dimension: ``(C, H, W)`` for feature maps, ``(N,)`` for vectors,
+``(T, D)`` for token sequences.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "Shape",
+    "OpError",
+    "Counts",
+    "Window",
+    "Emit",
+    "OpDef",
+    "Attrs",
+    "REGISTRY",
+    "register",
+    "get_op",
+    "op_names",
+]
+
+Shape = tuple[int, ...]
+
+
+class OpError(Exception):
+    """A shape or attribute rule failed. ``attr`` names the attribute at fault, if one is."""
+
+    def __init__(self, message: str, *, attr: str | None = None, hint: str | None = None,
+                 code: str = "shape_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.attr = attr
+        self.hint = hint
+        self.code = code
+
+
+class Attrs(BaseModel):
+    """Base of every op's attribute model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What one node costs. ``weights`` are the parameters without biases (the seed notes' VGG table
+    counts those); ``macs`` are multiply-accumulates of conv/linear/matmul for one image."""
+
+    params: int = 0
+    weights: int = 0
+    macs: int = 0
+
+
+ZERO = Counts()
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding window over (H, W) for receptive-field analysis. ``global_`` ops see everything."""
+
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    global_: bool = False
+
+
+@dataclass(frozen=True)
+class Emit:
+    """How an op becomes PyTorch.
+
+    ``module`` is a constructor expression (``nn.Conv2d(3, 64, kernel_size=3, padding=1)``) for ops
+    that are modules; ``call`` is a forward expression over its inputs for functional ops, with
+    ``{0}``, ``{1}`` ... for the inputs and ``{all}`` for a comma-separated list of them.
+    """
+
+    module: str | None = None
+    call: str | None = None
+
+
+InferFn = Callable[[Any, list[Shape]], Shape]
+CountFn = Callable[[Any, list[Shape], Shape], Counts]
+WindowFn = Callable[[Any, list[Shape]], Window | None]
+EmitFn = Callable[[Any, list[Shape], Shape], Emit]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One op, declared once."""
+
+    name: str
+    attrs: type[Attrs]
+    doc: str
+    infer: InferFn
+    emit: EmitFn
+    count: CountFn = lambda a, i, o: ZERO
+    window: WindowFn = lambda a, i: None
+    inputs: tuple[int, int | None] = (1, 1)
+    positional: tuple[str, ...] = ()
+    internal: bool = False
+    family: str = "other"
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+    def check_arity(self, n: int) -> None:
+        lo, hi = self.inputs
+        if n < lo or (hi is not None and n > hi):
+            want = f"{lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+            raise OpError(f"'{self.name}' takes {want} input(s), got {n}", code="arity")
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    """Add ``op`` to the registry; a second op under the same name is an error."""
+    if op.name in REGISTRY:
+        raise ValueError(f"An op is already registered under the name '{op.name}'.")
+    REGISTRY[op.name] = op
+    return op
+
+
+def op_names(*, public: bool = True) -> list[str]:
+    return sorted(n for n, o in REGISTRY.items() if not (public and o.internal))
+
+
+def get_op(name: str) -> OpDef:
+    """The op called ``name``; a KeyError that suggests close names otherwise."""
+    op = REGISTRY.get(name)
+    if op is None or op.internal:
+        close = difflib.get_close_matches(name, op_names(), n=3)
+        raise KeyError(f"unknown op '{name}'" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    return op
+
+
+def pair(v: int | Sequence[int]) -> tuple[int, int]:
+    """``3`` -> ``(3, 3)``; ``[1, 7]`` -> ``(1, 7)``."""
+    if isinstance(v, int):
+        return (v, v)
+    return (int(v[0]), int(v[1]))
+
+
+def fmt_pair(v: tuple[int, int]) -> str:
+    """Render a normalised pair the way PyTorch code is usually written: ``3`` or ``(1, 7)``."""
+    return str(v[0]) if v[0] == v[1] else f"({v[0]}, {v[1]})"
+
+
+def numel(shape: Shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n

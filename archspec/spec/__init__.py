@@ -1,0 +1,1 @@
+"""The spec language: YAML with positions, the document models, the expression evaluator."""

@@ -1,0 +1,478 @@
+"""Safe YAML loading that keeps source positions.
+
+Architecture specs are YAML files written by people, and every error archspec reports must point
+at ``file:line:col`` in them. Plain ``yaml.safe_load`` throws positions away, so this module builds
+on PyYAML's *composer* (which produces a node tree carrying start marks) and converts that tree
+itself into :class:`LocDict` / :class:`LocList` containers. These are real ``dict`` / ``list``
+subclasses (pydantic, ``json`` and ordinary code accept them unchanged) that additionally remember
+
+* where the container starts (``mark``),
+* where each key and each value is written (``key_marks``, ``value_marks``, ``item_marks``),
+* the source text of every scalar before type resolution (``raw``), so that messages can quote a
+  number exactly as it was written (``3.8e9``, ``0.50``, ``25_557_032``).
+
+All marks are :class:`archspec.errors.Mark` objects with 1-based line and column.
+
+Safety rules -- a spec is plain data and loading one must never run code or exhaust memory:
+
+* Only the YAML composer is used; no Python object is ever constructed from a tag. Scalars are
+  built only for the core tags ``null``, ``bool``, ``int``, ``float`` and ``str`` (timestamps stay
+  strings). Any other explicit tag (``!!python/...``, ``!include``, ``!!set``, ``!!binary``, ...)
+  is rejected with a :class:`SpecError` (code ``yaml_tag``).
+* Mapping keys must be scalars, and a key may appear only once per mapping (``duplicate_key``).
+  Keys that YAML 1.1 would read as booleans (``on``, ``off``, ``yes``, ``no``) or null are kept as
+  their written text.
+* Anchors, aliases and merge keys (``<<: *base``, ``<<: [*a, *b]``) work; every use of an alias is
+  an independent copy whose marks point at the anchor's definition. Recursive aliases are
+  rejected, and a document that expands to more than :data:`MAX_NODES` nodes ("billion laughs")
+  is rejected before anything is built.
+* A file holds exactly one document; an empty file (or one holding only comments) loads as
+  ``None``.
+* Syntax, encoding and file-system problems are all reported as :class:`SpecError` with a mark.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+from yaml.events import StreamEndEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from archspec.errors import Mark, SpecError
+
+__all__ = [
+    "LocDict",
+    "LocList",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "load_yaml",
+    "loads_yaml",
+    "mark_at",
+    "raw_at",
+]
+
+#: Most nodes a document may have after alias expansion.
+MAX_NODES = 200_000
+#: Deepest nesting of mappings/sequences a document may have.
+MAX_DEPTH = 200
+
+_P = "tag:yaml.org,2002:"
+_NULL, _BOOL, _INT, _FLOAT, _STR = (_P + t for t in ("null", "bool", "int", "float", "str"))
+_TIMESTAMP, _MERGE, _VALUE = _P + "timestamp", _P + "merge", _P + "value"
+_MAP, _SEQ = _P + "map", _P + "seq"
+# Scalar tags read as plain strings: timestamps, and the odd implicit tags of the SafeLoader
+# ('=' resolves to !!value, a lone '<<' outside a key position to !!merge).
+_STR_LIKE = {_STR, _TIMESTAMP, _MERGE, _VALUE}
+_SCALAR_TAGS = {_NULL, _BOOL, _INT, _FLOAT} | _STR_LIKE
+_MERGE_KEY = object()  # stands for a `<<` entry while a mapping is converted
+
+
+class LocDict(dict):
+    """A ``dict`` that remembers where it and its entries are written."""
+
+    mark: Mark | None
+    key_marks: dict[Any, Mark]
+    value_marks: dict[Any, Mark]
+    raw: dict[Any, str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mark = None
+        self.key_marks = {}
+        self.value_marks = {}
+        self.raw = {}
+
+    def mark_of(self, key: Any) -> Mark | None:
+        """The mark of ``key``'s value if known, else of the key, else of the mapping."""
+        return self.value_marks.get(key) or self.key_marks.get(key) or self.mark
+
+
+class LocList(list):
+    """A ``list`` that remembers where it and its items are written."""
+
+    mark: Mark | None
+    item_marks: list[Mark]
+    raw: dict[int, str]
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.mark = None
+        self.item_marks = []
+        self.raw = {}
+
+    def mark_of(self, index: int) -> Mark | None:
+        """The mark of item ``index`` if known, else of the list."""
+        try:
+            return self.item_marks[index]
+        except (IndexError, TypeError):
+            return self.mark
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_P):] if tag.startswith(_P) else tag
+
+
+class _Converter:
+    """Turns one composed node tree into LocDict/LocList/scalars."""
+
+    def __init__(self, loader: yaml.SafeLoader, filename: str) -> None:
+        self.loader = loader
+        self.filename = filename
+
+    def mark(self, node: Node) -> Mark:
+        m = node.start_mark
+        return Mark(self.filename, m.line + 1, m.column + 1)
+
+    # -- pre-pass: size, recursion, depth and tags ------------------------------------------------
+
+    def measure(self, root: Node) -> None:
+        """Reject recursive aliases, too deep or too large documents and disallowed tags.
+
+        Sizes are memoised per node, so this is linear in the *written* document even when aliases
+        would expand it exponentially; nothing is built.
+        """
+        sizes: dict[int, int] = {}
+        active: set[int] = set()
+
+        def size(node: Node, depth: int) -> int:
+            key = id(node)
+            if key in sizes:
+                return sizes[key]
+            if key in active:
+                raise SpecError(
+                    "recursive alias",
+                    mark=self.mark(node),
+                    hint="an anchored block cannot contain an alias to itself",
+                    code="yaml_alias",
+                )
+            self.check_tag(node)
+            if isinstance(node, ScalarNode):
+                sizes[key] = 1
+                return 1
+            if depth > MAX_DEPTH:
+                raise SpecError(
+                    f"document nested too deeply (more than {MAX_DEPTH} levels)",
+                    mark=self.mark(node),
+                    code="yaml_too_large",
+                )
+            active.add(key)
+            total = 1
+            if isinstance(node, MappingNode):
+                children = [n for pair in node.value for n in pair]
+            else:
+                children = list(node.value)
+            for child in children:
+                total += size(child, depth + 1)
+                if total > MAX_NODES:
+                    raise SpecError(
+                        "document too large (alias expansion?)",
+                        mark=self.mark(node),
+                        hint=f"a spec may hold at most {MAX_NODES} values once aliases are expanded",
+                        code="yaml_too_large",
+                    )
+            active.discard(key)
+            sizes[key] = total
+            return total
+
+        size(root, 0)
+
+    def check_tag(self, node: Node) -> None:
+        tag = node.tag
+        if isinstance(node, ScalarNode):
+            ok = tag in _SCALAR_TAGS
+        elif isinstance(node, MappingNode):
+            ok = tag == _MAP
+        else:
+            ok = tag == _SEQ
+        if not ok:
+            raise SpecError(
+                f"tag '{_short_tag(tag)}' is not allowed",
+                mark=self.mark(node),
+                hint="specs are plain data: use include: to share blocks between files",
+                code="yaml_tag",
+            )
+
+    # -- conversion --------------------------------------------------------------------------------
+
+    def convert(self, node: Node) -> Any:
+        if isinstance(node, ScalarNode):
+            return self.scalar(node)
+        if isinstance(node, SequenceNode):
+            return self.sequence(node)
+        return self.mapping(node)
+
+    def scalar(self, node: ScalarNode) -> Any:
+        tag = node.tag
+        if tag in _STR_LIKE:
+            return str(node.value)
+        loader = self.loader
+        try:
+            if tag == _NULL:
+                return loader.construct_yaml_null(node)
+            if tag == _BOOL:
+                return loader.construct_yaml_bool(node)
+            if tag == _INT:
+                return loader.construct_yaml_int(node)
+            return loader.construct_yaml_float(node)
+        except Exception:  # e.g. `!!int abc`, `!!bool maybe`
+            raise SpecError(
+                f"cannot read '{node.value}' as {_short_tag(tag)}",
+                mark=self.mark(node),
+                code="yaml_value",
+            ) from None
+
+    def sequence(self, node: SequenceNode) -> LocList:
+        out = LocList()
+        out.mark = self.mark(node)
+        for i, item in enumerate(node.value):
+            out.append(self.convert(item))
+            out.item_marks.append(self.mark(item))
+            if isinstance(item, ScalarNode):
+                out.raw[i] = item.value
+        return out
+
+    def key(self, node: Node) -> Any:
+        if not isinstance(node, ScalarNode):
+            raise SpecError(
+                "mapping keys must be plain names",
+                mark=self.mark(node),
+                hint="a key cannot be a list or a mapping",
+                code="yaml_key",
+            )
+        value = self.scalar(node)
+        if isinstance(value, bool) or value is None:
+            # YAML 1.1 reads on/off/yes/no/null as bool/None; as keys they are names.
+            if node.value == "":
+                raise SpecError("empty mapping key", mark=self.mark(node), code="yaml_key")
+            return node.value
+        return value
+
+    def mapping(self, node: MappingNode) -> LocDict:
+        out = LocDict()
+        out.mark = self.mark(node)
+        explicit: dict[Any, Node] = {}  # key -> key node, for duplicate detection
+        merge_node: Node | None = None
+        pairs: list[tuple[Any, Node, Node]] = []
+        for key_node, value_node in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.tag == _MERGE:
+                key: Any = "<<"
+                if merge_node is not None:
+                    self.duplicate(key, merge_node, key_node)
+                merge_node = key_node
+                pairs.append((_MERGE_KEY, key_node, value_node))
+                continue
+            key = self.key(key_node)
+            if key in explicit:
+                self.duplicate(key, explicit[key], key_node)
+            explicit[key] = key_node
+            pairs.append((key, key_node, value_node))
+
+        for key, key_node, value_node in pairs:
+            if key is _MERGE_KEY:
+                for source in self.merge_sources(value_node):
+                    for k, v in source.items():
+                        if k in explicit or k in out:
+                            continue  # explicit keys and earlier merge sources win
+                        out[k] = v
+                        out.key_marks[k] = source.key_marks[k]
+                        out.value_marks[k] = source.value_marks[k]
+                        if k in source.raw:
+                            out.raw[k] = source.raw[k]
+                continue
+            out[key] = self.convert(value_node)
+            out.key_marks[key] = self.mark(key_node)
+            out.value_marks[key] = self.mark(value_node)
+            if isinstance(value_node, ScalarNode):
+                out.raw[key] = value_node.value
+        return out
+
+    def merge_sources(self, node: Node) -> list[LocDict]:
+        if isinstance(node, MappingNode):
+            return [self.mapping(node)]
+        if isinstance(node, SequenceNode) and all(isinstance(n, MappingNode) for n in node.value):
+            return [self.mapping(n) for n in node.value]
+        raise SpecError(
+            "merge key '<<' needs a mapping or a list of mappings",
+            mark=self.mark(node),
+            hint="write `<<: *anchor` or `<<: [*a, *b]`",
+            code="yaml_merge",
+        )
+
+    def duplicate(self, key: Any, first: Node, second: Node) -> None:
+        first_mark = self.mark(first)
+        raise SpecError(
+            f"duplicate key '{key}'",
+            mark=self.mark(second),
+            hint=f"first defined at line {first_mark.line}",
+            code="duplicate_key",
+        )
+
+
+def _offset_to_mark(text: str, offset: int, filename: str) -> Mark:
+    before = text[:offset]
+    line = before.count("\n") + 1
+    col = offset - (before.rfind("\n") + 1) + 1
+    return Mark(filename, line, col)
+
+
+def _syntax_error(err: yaml.YAMLError, text: str, filename: str) -> SpecError:
+    if isinstance(err, yaml.reader.ReaderError):
+        mark = _offset_to_mark(text, err.position, filename)
+        char = err.character if isinstance(err.character, int) else ord(err.character)
+        return SpecError(
+            f"invalid YAML: control character {char:#04x} is not allowed",
+            mark=mark,
+            hint="remove control characters from the file",
+            code="yaml_syntax",
+        )
+    if isinstance(err, yaml.MarkedYAMLError):
+        pm = err.problem_mark or err.context_mark
+        mark = Mark(filename, pm.line + 1, pm.column + 1) if pm else Mark(filename, 1, 1)
+        problem = err.problem or err.context or "malformed document"
+        hint = None
+        if "'\\t'" in problem:
+            problem = "found a tab character where YAML expects indentation or a value"
+            hint = "indent YAML with spaces, not tabs"
+        elif err.context:
+            hint = err.context
+            cm = err.context_mark
+            if cm is not None and (pm is None or (cm.line, cm.column) != (pm.line, pm.column)):
+                hint += f" that starts at line {cm.line + 1}, column {cm.column + 1}"
+        return SpecError(f"invalid YAML: {problem}", mark=mark, hint=hint, code="yaml_syntax")
+    return SpecError(f"invalid YAML: {err}", mark=Mark(filename, 1, 1), code="yaml_syntax")
+
+
+def loads_yaml(text: str, *, filename: str = "<string>") -> Any:
+    """Parse one YAML document from ``text``; marks name ``filename``."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as err:  # the reader rejects control characters up front
+        raise _syntax_error(err, text, filename) from None
+    try:
+        try:
+            loader.get_event()  # StreamStartEvent
+            root: Node | None = None
+            if not loader.check_event(StreamEndEvent):
+                root = loader.compose_document()
+            if not loader.check_event(StreamEndEvent):
+                event = loader.get_event()
+                m = event.start_mark
+                raise SpecError(
+                    "a spec file holds one YAML document",
+                    mark=Mark(filename, m.line + 1, m.column + 1),
+                    hint="remove the '---' separator or split the file",
+                    code="yaml_multi_document",
+                )
+        except yaml.YAMLError as err:
+            raise _syntax_error(err, text, filename) from None
+        except RecursionError:
+            raise SpecError(
+                "document nested too deeply",
+                mark=Mark(filename, 1, 1),
+                code="yaml_too_large",
+            ) from None
+        if root is None:
+            return None
+        conv = _Converter(loader, filename)
+        conv.measure(root)
+        return conv.convert(root)
+    finally:
+        loader.dispose()
+
+
+def load_yaml(
+    path: str | os.PathLike,
+    *,
+    text: str | None = None,
+    display_name: str | None = None,
+) -> Any:
+    """Load the YAML file at ``path`` (or ``text`` if given, naming it ``path``).
+
+    Returns :class:`LocDict` / :class:`LocList` / scalars, or ``None`` for an empty document.
+    ``display_name`` (default ``str(path)``) is the file name the marks carry.
+    """
+    name = display_name if display_name is not None else str(path)
+    if text is None:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            raise SpecError(
+                "no such file",
+                mark=Mark(name, 1, 1),
+                hint=f"looked for {os.path.abspath(path)}",
+                code="missing_file",
+            ) from None
+        except IsADirectoryError:
+            raise SpecError(
+                "is a directory",
+                mark=Mark(name, 1, 1),
+                hint="give the path of a .yaml file",
+                code="not_a_file",
+            ) from None
+        except OSError as err:
+            raise SpecError(
+                f"cannot read file: {err.strerror or err}",
+                mark=Mark(name, 1, 1),
+                code="unreadable_file",
+            ) from None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            start = err.start
+            good = data[:start].decode("utf-8-sig", errors="replace")
+            raise SpecError(
+                "file is not valid UTF-8",
+                mark=_offset_to_mark(good, len(good), name),
+                hint="save the spec as UTF-8",
+                code="encoding",
+            ) from None
+    return loads_yaml(text, filename=name)
+
+
+def _walk(root: Any, path: Sequence[str | int]) -> tuple[Mark | None, Any, Any, bool]:
+    """Follow ``path``; returns (deepest mark, container of last step, last key, reached end)."""
+    mark = getattr(root, "mark", None) if isinstance(root, (LocDict, LocList)) else None
+    node = root
+    parent: Any = None
+    last: Any = None
+    for part in path:
+        if isinstance(node, Mapping):
+            if part not in node:
+                return mark, None, None, False
+        elif isinstance(node, Sequence) and not isinstance(node, (str, bytes)):
+            if not isinstance(part, int) or not -len(node) <= part < len(node):
+                return mark, None, None, False
+        else:
+            return mark, None, None, False
+        if isinstance(node, (LocDict, LocList)):
+            mark = node.mark_of(part) or mark
+        parent, last = node, part
+        node = node[part]
+    return mark, parent, last, True
+
+
+def mark_at(root: Any, path: Sequence[str | int]) -> Mark | None:
+    """The mark of the element at ``path`` below ``root``.
+
+    If the path leaves the document early, the mark of the deepest element reached is returned;
+    ``None`` if nothing on the way carries marks.
+    """
+    return _walk(root, path)[0]
+
+
+def raw_at(root: Any, path: Sequence[str | int]) -> str | None:
+    """The scalar's source text at ``path`` (before type resolution), if known."""
+    if not path:
+        return None
+    _, parent, last, reached = _walk(root, path)
+    if not reached or not isinstance(parent, (LocDict, LocList)):
+        return None
+    if isinstance(parent, LocList) and isinstance(last, int) and last < 0:
+        last += len(parent)
+    return parent.raw.get(last)

@@ -1,0 +1,48 @@
+"""The IR's static counts against torchvision itself: params and FlopCounterMode MACs.
+
+Models are built on the meta device (no memory, no compute): FlopCounterMode counts the ops a
+forward pass dispatches, which needs shapes only.
+"""
+
+import pytest
+import torch
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+from archspec.analysis import compile_spec
+
+from .conftest import torchvision_specs
+
+SPECS = torchvision_specs()
+
+
+def _torchvision(name: str, num_classes: int = 1000) -> torch.nn.Module:
+    with torch.device("meta"):
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes).eval()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_params_and_macs_equal_torchvision(spec):
+    [(net, graph, stats)] = compile_spec(str(spec))
+    model = _torchvision(spec.stem)
+    assert stats.params == sum(p.numel() for p in model.parameters())
+    x = torch.empty((1, *net.input), device="meta")
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+    assert counter.get_total_flops() % 2 == 0
+    assert stats.macs == counter.get_total_flops() // 2
+    assert tuple(out.shape[1:]) == stats.output
+
+
+def test_zoo_has_every_builder_of_this_issue():
+    names = {p.stem for p in SPECS}
+    assert {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+            "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"} <= names
+
+
+def test_input_override_matches_torchvision_at_another_size():
+    [(net, graph, stats)] = compile_spec("specs/torchvision/resnet50.yaml", (3, 160, 128))
+    model = _torchvision("resnet50")
+    with FlopCounterMode(display=False) as counter:
+        model(torch.empty((1, 3, 160, 128), device="meta"))
+    assert stats.macs == counter.get_total_flops() // 2
