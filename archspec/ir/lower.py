@@ -214,6 +214,12 @@ class Lowerer:
             if len(heads) == 1 and self.is_callable(str(heads[0])):
                 return self.call(expr, str(heads[0]), x, fr, env, mark, path, name)
             metas = [k for k in expr if k in META_KEYS]
+            if len(heads) == 1 and (expr[heads[0]] is None or _looks_like_attrs(expr[heads[0]])):
+                # {cnov: {out: 16}}: a call of something that does not exist
+                self.unknown(str(heads[0]), _key_mark(expr, heads[0], mark), path, parent_op=None)
+            if len(heads) > 1 and not metas and _looks_like_attrs(expr):
+                raise self.err(f"expected a layer, got the attributes {', '.join(map(str, heads))}", mark, path,
+                               "a call names its op: {conv: {out: 64, kernel: 3}}", "not_a_layer")
             if metas and len(heads) != 1:
                 what = f"'{heads[0]}' and '{heads[1]}'" if len(heads) > 1 else "no op"
                 raise self.err(f"a call names exactly one op or block, found {what}",
@@ -554,6 +560,14 @@ class Lowerer:
 
 
 # ------------------------------------------------------------------------------------ utilities
+def _looks_like_attrs(v: Any) -> bool:
+    """``{out: 16, kernel: 3}``: numbers (or lists of numbers), not layers."""
+    def scalar(x: Any) -> bool:
+        return x is None or isinstance(x, (bool, int, float)) or (
+            isinstance(x, list) and all(isinstance(i, (int, float)) for i in x))
+    return isinstance(v, dict) and len(v) > 0 and all(scalar(x) for x in v.values())
+
+
 def _hint(name: str) -> str:
     return {"concat": "cat", "global_avgpool": "avgpool", "adaptive_avgpool": "avgpool"}.get(name, name)
 
