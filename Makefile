@@ -18,9 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/archspec stats
 	$(BIN)/archspec check
+	$(BIN)/archspec build specs/resnet152.yaml
 
 test: $(STAMP)
 	$(BIN)/archspec check > /dev/null
+	$(BIN)/archspec build --check
 	$(BIN)/python -m pytest
 
 clean:

@@ -30,7 +30,10 @@ def format_path(path: tuple | list) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part)
+            if not text.isprintable():
+                text = text.encode("unicode_escape").decode("ascii")
+            out += ("." if out else "") + (text if len(text) <= 40 else text[:37] + "...")
     return out
 
 

@@ -164,7 +164,7 @@ def check_network(net: Network, graph: Graph, stats: NetStats) -> list[Row]:
         if key not in METRICS:
             import difflib
             close = difflib.get_close_matches(key, METRICS, n=1)
-            raise SpecError(f"unknown metric '{key}'", mark=net.expect_marks.get(key), path=("expect", key),
+            raise SpecError(f"unknown metric '{key}'", mark=net.expect_key_marks.get(key), path=("expect", key),
                             hint=f"did you mean '{close[0]}'?" if close else f"metrics: {', '.join(METRICS)}",
                             code="unknown_key")
         mark = net.expect_marks.get(key)
@@ -177,7 +177,7 @@ def check_network(net: Network, graph: Graph, stats: NetStats) -> list[Row]:
     for lpath, (lval, holder) in graph.layer_expects.items():
         layer_entries.append((lpath, lval, holder))
     for lname, lval, holder in layer_entries:
-        lmark = holder.mark_of(lname) if isinstance(holder, LocDict) and lname in holder else \
+        lmark = holder.key_marks.get(lname, holder.mark_of(lname)) if isinstance(holder, LocDict) and lname in holder else \
             (holder.mark_of("expect") if isinstance(holder, LocDict) else None)
         totals = module_totals(graph, stats, lname)
         if totals is None:
@@ -193,9 +193,12 @@ def check_network(net: Network, graph: Graph, stats: NetStats) -> list[Row]:
             if key == "source":
                 continue
             if key not in METRICS:
-                raise SpecError(f"unknown metric '{key}'", mark=lval.mark_of(key) if isinstance(lval, LocDict) else lmark,
+                import difflib
+                close = difflib.get_close_matches(str(key), METRICS, n=1)
+                raise SpecError(f"unknown metric '{key}'",
+                                mark=lval.key_marks.get(key, lmark) if isinstance(lval, LocDict) else lmark,
                                 path=("expect", "layers", lname, key), code="unknown_key",
-                                hint=f"metrics: {', '.join(METRICS)}")
+                                hint=f"did you mean '{close[0]}'?" if close else f"metrics: {', '.join(METRICS)}")
             vmark = lval.mark_of(key) if isinstance(lval, LocDict) else lmark
             entry, rt = _entry(v, vmark, ("expect", "layers", lname, key),
                                lval.raw.get(key) if isinstance(lval, LocDict) else None)

@@ -211,6 +211,41 @@ def check(
         raise typer.Exit(1)
 
 
+# ------------------------------------------------------------------------------------ build
+@app.command()
+def build(
+    specs: Optional[list[str]] = typer.Argument(None, help="spec files, FILE:COLUMN, or folders"),
+    out: str = typer.Option("generated", "-o", "--out", help="output folder (mirrors specs/)"),
+    all_: bool = typer.Option(False, "--all", help="build the whole zoo (specs/)"),
+    check_only: bool = typer.Option(False, "--check", help="render in memory and list files that differ"),
+) -> None:
+    """Emit standalone PyTorch modules (torch only) from specs, through templates/."""
+    from pathlib import Path
+
+    from ..codegen import render_specs, stale_outputs, write_outputs
+    if not specs and not all_ and not check_only:
+        raise typer.BadParameter("name spec files, or use --all for the zoo")
+    refs = _guard(lambda: _refs(specs if specs else None))
+    outputs = _guard(lambda: render_specs(refs, Path(out)))
+    if check_only:
+        stale = stale_outputs(outputs)
+        for p in stale:
+            print(f"stale: {p}")
+        if stale:
+            print(f"{len(stale)} of {len(outputs)} generated files differ from specs/ + templates/; "
+                  f"run `archspec build --all`", file=sys.stderr)
+            raise typer.Exit(1)
+        print(f"{len(outputs)} generated files are up to date")
+        return
+    changed = write_outputs(outputs)
+    from ..analysis import human
+    for o in outputs:
+        st = o.source.stats
+        mark = "wrote" if o.path in changed else "unchanged"
+        print(f"{mark} {o.path}  ({o.source.class_name}: {human(st.params)} params, {human(st.macs)} MACs, "
+              f"output {_shape(st.output)})")
+
+
 # --------------------------------------------------------------------------------- validate
 @app.command()
 def validate(specs: list[str] = typer.Argument(..., help="spec files or FILE:COLUMN")) -> None:

@@ -35,6 +35,11 @@ class Node(BaseModel):
     local: str = Field(description="the node's own name inside its scope")
     mark: Optional[Mark] = Field(None, description="where the spec writes this layer")
     spec_path: str = Field("", description="key path of the layer in the spec")
+    # filled only when lowering for code generation (symbolic=True):
+    sym_attrs: Any = Field(None, description="attrs whose numbers remember their expressions")
+    sym_in: Any = Field(None, description="input shapes with symbolic channels")
+    guards: tuple[str, ...] = Field((), description="Python conditions this node exists under")
+    skipped: bool = Field(False, description="a call whose when: was false (an identity)")
 
 
 class ModuleInfo(BaseModel):
@@ -49,6 +54,10 @@ class ModuleInfo(BaseModel):
     input: str = ""
     output: str = ""
     mark: Optional[Mark] = None
+    sym_args: dict[str, Any] = Field(default_factory=dict, description="block arguments, symbolic")
+    given: list[str] = Field(default_factory=list, description="parameters the call passed")
+    sym_in: Any = None
+    guards: tuple[str, ...] = ()
 
 
 class Graph:

@@ -17,6 +17,7 @@ Naming, which the code generator turns into module attributes (and so into ``sta
 from __future__ import annotations
 
 import difflib
+import keyword
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +27,10 @@ from pydantic import ValidationError
 from ..errors import Mark, SpecError
 from ..load.loader import REQUIRED, TYPES, Block, Network, pydantic_error
 from ..ops import REGISTRY, OpError, Shape, get_op
-from ..spec.expr import ExprError, parse
+from ..spec.expr import ExprError, parse, to_python
 from ..spec.yamlio import LocDict, LocList
 from .graph import Graph, ModuleInfo, Node
+from .sym import Sym, has_sym, plain
 
 __all__ = ["lower", "META_KEYS", "MERGES"]
 
@@ -63,6 +65,11 @@ class Frame:
         """The local name for a new child: the explicit name, the next index of a sequence, or an
         fx-style ``hint``, ``hint_1``, ... elsewhere."""
         if explicit:
+            if not _IDENT.match(hint) or keyword.iskeyword(hint):
+                raise SpecError(f"the layer name '{_printable(hint)}' is not an identifier", mark=mark,
+                                path=spec_path, code="bad_name",
+                                hint="layer names become module attributes: letters, digits and _, "
+                                     "not starting with a digit, not a Python keyword")
             if hint in self.taken:
                 raise SpecError(f"the name '{hint}' is used twice in the same scope", mark=mark,
                                 path=spec_path, code="duplicate_name",
@@ -117,12 +124,68 @@ class Frame:
 
 
 class Lowerer:
-    def __init__(self, net: Network) -> None:
+    """Walks the spec. With ``symbolic=True`` (for code generation) a block's integer parameters
+    and input channels are bound as :class:`Sym` values, ``when:`` conditions inside blocks are kept
+    as guards, and a call whose condition is false leaves a skipped identity node behind, so every
+    instance of a block has the same structure."""
+
+    def __init__(self, net: Network, symbolic: bool = False) -> None:
         self.net = net
+        self.symbolic = symbolic
         self.graph = Graph(net.name, net.input)
         self.globals = dict(net.env)
         self.depth = 0
         self.active_cells: set[str] = set()
+        self.sym_shapes: dict[str, tuple] = {}
+        self.guards: list[str] = []
+        self.block_depth = 0
+        if symbolic and isinstance(self.globals.get("num_classes"), int):
+            self.globals["num_classes"] = Sym(self.globals["num_classes"], "num_classes")
+
+    def sym_globals(self) -> dict[str, Any]:
+        out = {}
+        for k, v in self.globals.items():
+            if isinstance(v, int) and not isinstance(v, (bool, Sym)):
+                out[k] = Sym(v, k)
+            elif isinstance(v, list) and v and all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+                out[k] = [Sym(i, f"{k}[{j}]") for j, i in enumerate(v)]
+            else:
+                out[k] = v
+        return out
+
+    def guard_text(self, text: str, env: dict, mark: Mark | None, path: tuple) -> str:
+        def name(n: str) -> str:
+            if n == "i":
+                raise self.err("a when: inside a block cannot depend on the repetition index i in generated "
+                               "code", mark, path, code="codegen")
+            return n
+
+        def field(obj: str, f: str) -> str:
+            if obj == "in" and f == "c":
+                return "in_channels"
+            raise self.err(f"generated code cannot test {obj}.{f} in a when: (only in.c)", mark, path,
+                           code="codegen")
+        return to_python(parse(text), name, field)
+
+    def when(self, cond_value: Any, fr: Frame, env: dict, mark: Mark | None, path: tuple) -> tuple[bool, str | None]:
+        """Evaluate a when: condition; in symbolic mode inside a block, also its Python text."""
+        text = cond_value[1:] if isinstance(cond_value, str) and cond_value.startswith("$") else cond_value
+        ok = bool(self.value(_strict_text(cond_value), env, mark, path + ("when",)))
+        if self.symbolic and self.block_depth and isinstance(text, str):
+            return ok, self.guard_text(text, env, mark, path + ("when",))
+        if self.symbolic and self.block_depth and isinstance(text, bool):
+            return ok, None
+        return ok, None
+
+    def skip(self, x: str, fr: Frame, env: dict, mark: Mark | None, path: tuple, name: str | None,
+             hint: str, guard: str) -> str:
+        """The identity a false when: leaves behind in symbolic mode."""
+        self.guards.append(guard)
+        try:
+            out = self.emit_node("identity", {}, [x], fr, env, mark, path, name, mark, hint=hint, skipped=True)
+        finally:
+            self.guards.pop()
+        return out
 
     # ------------------------------------------------------------------------------ helpers
     def err(self, msg: str, mark: Mark | None, path: tuple, hint: str | None = None,
@@ -174,6 +237,7 @@ class Lowerer:
                    shape=tuple(self.net.input), local="input", mark=self.net.raw.mark_of("input"),
                    spec_path="input")
         g.add(inp)
+        self.sym_shapes["input"] = tuple(self.net.input)
         root = Frame(path="", kind="network", input="input", barrier=True)
         g.modules[""] = ModuleInfo(path="", kind="network", input="input")
         raw = self.net.raw
@@ -214,10 +278,10 @@ class Lowerer:
             if len(heads) == 1 and self.is_callable(str(heads[0])):
                 return self.call(expr, str(heads[0]), x, fr, env, mark, path, name)
             metas = [k for k in expr if k in META_KEYS]
-            if len(heads) == 1 and (expr[heads[0]] is None or _looks_like_attrs(expr[heads[0]])):
-                # {cnov: {out: 16}}: a call of something that does not exist
+            if len(heads) == 1 and not self.layerish(expr[heads[0]]):
+                # {cnov: {out: 16}} or {maxpoool: 2}: a call of something that does not exist
                 self.unknown(str(heads[0]), _key_mark(expr, heads[0], mark), path, parent_op=None)
-            if len(heads) > 1 and not metas and _looks_like_attrs(expr):
+            if len(heads) > 1 and not metas and not any(self.layerish(v) for v in expr.values()):
                 raise self.err(f"expected a layer, got the attributes {', '.join(map(str, heads))}", mark, path,
                                "a call names its op: {conv: {out: 64, kernel: 3}}", "not_a_layer")
             if metas and len(heads) != 1:
@@ -228,11 +292,20 @@ class Lowerer:
             if metas and set(metas) <= {"when", "expect"}:
                 # a named layer with a condition or expectations: {downsample: [...], when: ...}
                 head = heads[0]
+                guard = None
                 if "when" in expr:
-                    wmark = _mark_of(expr, "when", mark)
-                    if not self.value(_strict_text(expr["when"]), env, wmark, path + ("when",)):
+                    ok, guard = self.when(expr["when"], fr, env, _mark_of(expr, "when", mark), path)
+                    if not ok:
+                        if guard is not None:
+                            return self.skip(x, fr, env, mark, path, str(head), str(head), guard)
                         return x
-                out = self.layer(expr[head], x, fr, env, _mark_of(expr, head, mark), path + (head,), str(head))
+                if guard is not None:
+                    self.guards.append(guard)
+                try:
+                    out = self.layer(expr[head], x, fr, env, _mark_of(expr, head, mark), path + (head,), str(head))
+                finally:
+                    if guard is not None:
+                        self.guards.pop()
                 if "expect" in expr:
                     self.graph.layer_expects[fr.child_path(str(head))] = (expr["expect"], expr)
                 return out
@@ -240,6 +313,19 @@ class Lowerer:
                 self.unknown(str(heads[0]), _key_mark(expr, heads[0], mark), path, parent_op=None)
             return self.group(expr, x, fr, env, mark, path, name)
         raise self.err(f"expected a layer, got {type(expr).__name__}", mark, path, code="type")
+
+    def layerish(self, v: Any) -> bool:
+        """Could ``v`` be a layer (rather than an op's attributes)?"""
+        if isinstance(v, bool) or v is None or isinstance(v, float):
+            return False
+        if isinstance(v, (str, int)):
+            w = str(v)
+            return w.startswith("$") or self.is_callable(w) or any(c.regex.match(w) for c in self.net.cells)
+        if isinstance(v, list):
+            return not v or any(self.layerish(i) for i in v)
+        if isinstance(v, dict):
+            return any(self.is_callable(str(k)) or k in META_KEYS for k in v) or any(self.layerish(i) for i in v.values())
+        return False
 
     def is_callable(self, head: str) -> bool:
         return (head.startswith("$") or head in self.net.blocks or head in MERGES
@@ -280,7 +366,8 @@ class Lowerer:
         if name is not None:
             local = fr.claim(name, True, mark, path)
             target = Frame(path=fr.child_path(local), kind="seq", input=x, parent=fr)
-            self.graph.modules[target.path] = ModuleInfo(path=target.path, kind="seq", input=x, mark=mark)
+            self.graph.modules[target.path] = ModuleInfo(path=target.path, kind="seq", input=x, mark=mark,
+                                                         guards=tuple(self.guards))
         out = x
         for i, item in enumerate(items):
             out = self.layer(item, out, target, env, _mark_of(items, i, mark), path + (i,), None)
@@ -296,7 +383,8 @@ class Lowerer:
         if name is not None:
             local = fr.claim(name, True, mark, path)
             target = Frame(path=fr.child_path(local), kind="group", input=x, parent=fr)
-            self.graph.modules[target.path] = ModuleInfo(path=target.path, kind="group", input=x, mark=mark)
+            self.graph.modules[target.path] = ModuleInfo(path=target.path, kind="group", input=x, mark=mark,
+                                                         guards=tuple(self.guards))
         keys = [str(k) for k in mapping]
         target.pending |= set(keys)
         out = x
@@ -319,12 +407,25 @@ class Lowerer:
                 raise self.err(f"name must be an identifier, got {nm!r}", _mark_of(expr, "name", mark),
                                path + ("name",), "use letters, digits and _", "bad_name")
             name = nm
+        guard = None
         if "when" in expr:
-            cond = self.value(_strict_text(expr["when"]), env, _mark_of(expr, "when", mark), path + ("when",))
-            if not cond:
+            ok, guard = self.when(expr["when"], fr, env, _mark_of(expr, "when", mark), path)
+            if not ok:
+                if guard is not None:
+                    return self.skip(x, fr, env, mark, path, name, _hint(head.lstrip("$")), guard)
                 if name is not None:
                     fr.names[name] = x
                 return x
+        if guard is not None:
+            self.guards.append(guard)
+            try:
+                return self._call(expr, head, x, fr, env, mark, path, name, cmark)
+            finally:
+                self.guards.pop()
+        return self._call(expr, head, x, fr, env, mark, path, name, cmark)
+
+    def _call(self, expr: dict, head: str, x: str, fr: Frame, env: dict, mark: Mark | None,
+              path: tuple, name: str | None, cmark: Mark | None) -> str:
         if "first" in expr and "repeat" not in expr:
             raise self.err("first: only goes with repeat:", _key_mark(expr, "first", mark), path, code="bad_call")
         if "repeat" in expr:
@@ -364,7 +465,8 @@ class Lowerer:
         hint = name if name is not None else _hint(head)
         local = fr.claim(hint, name is not None, mark, path)
         seq = Frame(path=fr.child_path(local), kind="seq", input=x, parent=fr)
-        self.graph.modules[seq.path] = ModuleInfo(path=seq.path, kind="seq", input=x, mark=mark)
+        self.graph.modules[seq.path] = ModuleInfo(path=seq.path, kind="seq", input=x, mark=mark,
+                                                  guards=tuple(self.guards))
         base = {k: v for k, v in expr.items() if k not in ("repeat", "first", "name", "expect")}
         first = expr.get("first")
         if first is not None and not isinstance(first, dict):
@@ -439,23 +541,55 @@ class Lowerer:
         if len(inputs) != 1:
             raise self.err(f"block '{blk.name}' takes one input; from: names {len(inputs)}", cmark, path,
                            code="arity")
-        bound = self.bind(blk, args, env, mark, path)
+        bound, given = self.bind(blk, args, env, mark, path)
         local = fr.claim(name if name is not None else _hint(blk.name), name is not None, cmark, path)
         bfr = Frame(path=fr.child_path(local), kind="block", input=inputs[0], parent=fr, barrier=True)
-        self.graph.modules[bfr.path] = ModuleInfo(path=bfr.path, kind="block", block=blk.name,
-                                                  args=bound, input=inputs[0], mark=cmark)
-        benv = {**self.globals, **bound, "in": self.in_record(inputs[0])}
+        info = ModuleInfo(path=bfr.path, kind="block", block=blk.name, args=plain(dict(bound)),
+                          input=inputs[0], mark=cmark, guards=tuple(self.guards), given=given)
+        self.graph.modules[bfr.path] = info
+        record = self.in_record(inputs[0])
+        if self.symbolic:
+            info.sym_args = dict(bound)
+            outer = self.input_sym_shape(inputs[0])
+            info.sym_in = outer[0] if outer else None
+            inner = {}
+            for k, v in bound.items():
+                if isinstance(v, int) and not isinstance(v, bool):
+                    inner[k] = Sym(int(v), k)
+                elif isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+                    inner[k] = [Sym(int(i), f"{k}[{j}]") for j, i in enumerate(v)]
+                else:
+                    inner[k] = v
+            if "c" in record:
+                record["c"] = Sym(int(record["c"]), "in_channels")
+            benv = {**self.sym_globals(), **inner, "in": record}
+            saved_guards, self.guards = self.guards, []
+            self.sym_shapes["@" + bfr.path] = (Sym(int(record.get("c", 0)), "in_channels"),) + tuple(
+                plain(self.sym_shapes[inputs[0]][1:]))
+        else:
+            benv = {**self.globals, **bound, "in": record}
         body_mark = blk.raw.mark_of("body") if isinstance(blk.raw, LocDict) else blk.mark
-        out = self.layer(blk.body, inputs[0], bfr, benv, body_mark, ("blocks", blk.name, "body"), None)
-        if out == inputs[0]:
-            out = self.emit_node("identity", {}, [out], bfr, benv, body_mark, ("blocks", blk.name, "body"),
-                                 None, cmark)
+        self.block_depth += 1
+        self.block_inputs = getattr(self, "block_inputs", [])
+        self.block_inputs.append((inputs[0], bfr.path))
+        try:
+            out = self.layer(blk.body, inputs[0], bfr, benv, body_mark, ("blocks", blk.name, "body"), None)
+            if out == inputs[0]:
+                out = self.emit_node("identity", {}, [out], bfr, benv, body_mark, ("blocks", blk.name, "body"),
+                                     None, cmark)
+        finally:
+            self.block_depth -= 1
+            self.block_inputs.pop()
+            if self.symbolic:
+                self.guards = saved_guards
+        if self.symbolic:
+            self.sym_shapes[out] = self.export_shape(self.sym_shapes[out], bound, info.sym_in)
         self.graph.modules[bfr.path].output = out
         fr.names[local] = out
         self.graph.named[bfr.path] = out
         return out
 
-    def bind(self, blk: Block, args: Any, env: dict, mark: Mark | None, path: tuple) -> dict[str, Any]:
+    def bind(self, blk: Block, args: Any, env: dict, mark: Mark | None, path: tuple) -> tuple[dict[str, Any], list[str]]:
         names = [p for p, _, _ in blk.params]
         given: dict[str, tuple[Any, Mark | None]] = {}
         if args is None:
@@ -498,10 +632,11 @@ class Lowerer:
                 v = float(v)
             if want not in (None, object) and not (isinstance(v, want) and not (want is int and isinstance(v, bool))):
                 m = given[p][1] if p in given else blk.mark
-                raise self.err(f"parameter '{p}' of block '{blk.name}' is a {want.__name__}, got {v!r}",
+                article = "an" if want.__name__[0] in "aeiou" else "a"
+                raise self.err(f"parameter '{p}' of block '{blk.name}' is {article} {want.__name__}, got {v!r}",
                                m, path + (p,), code="type")
             bound[p] = v
-        return bound
+        return bound, [p for p, _, _ in blk.params if p in given]
 
     # ------------------------------------------------------------------------------------ ops
     def op(self, opname: str, args: Any, inputs: list[str], fr: Frame, env: dict, mark: Mark | None,
@@ -525,9 +660,27 @@ class Lowerer:
             args = _scalar_as_dict(attrs, mark)
         return self.emit_node(opname, attrs, inputs, fr, env, mark, path, name, cmark, args)
 
+    def input_sym_shape(self, nid: str) -> tuple:
+        """The symbolic shape of ``nid`` as seen from the block being lowered: the block's own input
+        has ``in_channels`` channels; values from outside the block are plain numbers."""
+        if self.block_depth and nid == self.block_inputs[-1][0]:
+            return self.sym_shapes["@" + self.block_inputs[-1][1]]
+        return self.sym_shapes.get(nid, self.shape(nid))
+
+    def export_shape(self, shape: tuple, bound: dict, sym_in: Any) -> tuple:
+        """A block's output shape in its caller's terms: a channel count that is one of the block's
+        parameters (or its input channels) becomes the caller's expression for it."""
+        out = list(plain(shape))
+        if shape and isinstance(shape[0], Sym):
+            if shape[0].expr in bound and isinstance(bound[shape[0].expr], int):
+                out[0] = bound[shape[0].expr]
+            elif shape[0].expr == "in_channels" and sym_in is not None:
+                out[0] = sym_in
+        return tuple(out)
+
     def emit_node(self, opname: str, attrs: dict, inputs: list[str], fr: Frame, env: dict,
                   mark: Mark | None, path: tuple, name: str | None, cmark: Mark | None,
-                  raw_args: Any = None) -> str:
+                  raw_args: Any = None, hint: str | None = None, skipped: bool = False) -> str:
         opdef = REGISTRY[opname]
         values = {k: self.value(v, env, _mark_of(raw_args, k, mark), path + (k,)) for k, v in attrs.items()}
         try:
@@ -541,17 +694,28 @@ class Lowerer:
                 e.message = f"'{opname}' has no attribute '{e.message.split(chr(39))[1]}'"
             raise e from None
         in_shapes = [self.shape(i) for i in inputs]
+        sym_typed, sym_in = typed, in_shapes
+        if self.symbolic:
+            sym_in = [self.input_sym_shape(i) for i in inputs]
+            upd = {k: v for k, v in values.items() if has_sym(v)}
+            if upd:
+                sym_typed = typed.model_copy(update=upd)
         try:
             opdef.check_arity(len(inputs))
-            shape = tuple(opdef.infer(typed, in_shapes))
+            sym_shape = tuple(opdef.infer(sym_typed, sym_in))
+            shape = tuple(plain(sym_shape))
         except OpError as e:
             m = _mark_of(raw_args, e.attr, cmark) if e.attr and isinstance(raw_args, dict) and e.attr in raw_args else cmark
             raise self.err(e.message, m or mark, path + ((e.attr,) if e.attr and isinstance(raw_args, dict) and e.attr in raw_args else ()),
                            e.hint, e.code) from None
-        local = fr.claim(name if name is not None else _hint(opname), name is not None, cmark, path)
+        local = fr.claim(name if name is not None else _hint(hint or opname), name is not None, cmark, path)
         node = Node(id=fr.child_path(local), op=opname, attrs=typed, inputs=inputs, in_shapes=in_shapes,
                     shape=shape, scope=fr.path, local=local, mark=cmark or mark,
                     spec_path=_fmt(path))
+        if self.symbolic:
+            node.sym_attrs, node.sym_in = sym_typed, sym_in
+            node.guards, node.skipped = tuple(self.guards), skipped
+            self.sym_shapes[node.id] = sym_shape
         self.graph.add(node)
         fr.names[local] = node.id
         if name is not None:
@@ -560,6 +724,11 @@ class Lowerer:
 
 
 # ------------------------------------------------------------------------------------ utilities
+def _printable(text: str) -> str:
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return text.encode("unicode_escape").decode("ascii")
+
+
 def _looks_like_attrs(v: Any) -> bool:
     """``{out: 16, kernel: 3}``: numbers (or lists of numbers), not layers."""
     def scalar(x: Any) -> bool:
@@ -640,6 +809,6 @@ def _last_path(g: Graph, out: str, fr: Frame, name: str | None) -> str:
     return out
 
 
-def lower(net: Network) -> Graph:
-    """Lower one network to its graph (shapes inferred)."""
-    return Lowerer(net).run()
+def lower(net: Network, symbolic: bool = False) -> Graph:
+    """Lower one network to its graph (shapes inferred); ``symbolic`` for code generation."""
+    return Lowerer(net, symbolic).run()

@@ -65,6 +65,7 @@ class Network:
     expect: dict[str, Any]
     expect_marks: dict[str, Mark] = field(default_factory=dict)
     expect_raw: dict[str, Any] = field(default_factory=dict)
+    expect_key_marks: dict[str, Mark] = field(default_factory=dict)
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -98,22 +99,33 @@ def _natural_key(s: str) -> list:
 
 def pydantic_error(err: ValidationError, root: Any, base_path: tuple = (), fields: Iterable[str] = ()) -> SpecError:
     """The first pydantic error as a :class:`SpecError` at its YAML position."""
-    e = err.errors()[0]
-    loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith(("function-", "tagged-union"))))
-    # pydantic reports union members as extra loc parts (e.g. 'int', 'tuple[...]'): cut at the data.
-    data_loc: list = []
-    node = root
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            data_loc.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            data_loc.append(part)
-            node = node[part]
-        elif e["type"] == "extra_forbidden" and part == loc[-1]:
-            data_loc.append(part)
-        else:
-            break
+    def walk(e: dict) -> tuple[tuple, list]:
+        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith(("function-", "tagged-union"))))
+        # pydantic names union members in loc ('int', 'tuple[int, int]'): skip what is not data.
+        data_loc: list = []
+        node = root
+        for part in loc:
+            if isinstance(node, dict) and part in node:
+                data_loc.append(part)
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                data_loc.append(part)
+                node = node[part]
+            elif e["type"] == "extra_forbidden" and part == loc[-1]:
+                data_loc.append(part)
+            elif isinstance(part, str) and not isinstance(node, dict):
+                continue
+            else:
+                break
+        return loc, data_loc
+
+    errors = err.errors()
+    # an unknown key explains a missing one ('kernal' for 'kernel'); else the deepest error wins
+    extra = [e for e in errors if e["type"] == "extra_forbidden"]
+    e = extra[0] if extra else max(errors, key=lambda e: len(walk(e)[1]))
+    loc, data_loc = walk(e)
+    if callable(fields):
+        fields = fields(tuple(data_loc[:-1]))
     mark = mark_at(root, data_loc) if root is not None else None
     if e["type"] == "extra_forbidden":
         key = data_loc[-1] if data_loc else "?"
@@ -257,7 +269,15 @@ def _load_doc(path: str) -> tuple[SpecDoc, LocDict, list[LocDict], dict, dict]:
     try:
         doc = SpecDoc.model_validate(dict(raw))
     except ValidationError as err:
-        raise pydantic_error(err, raw, fields=SpecDoc.model_fields) from None
+        from ..spec.model import BlockDef, Paper
+
+        def fields(parent: tuple) -> Iterable[str]:
+            if parent[:1] == ("paper",):
+                return Paper.model_fields
+            if parent[:1] == ("blocks",) and len(parent) == 2:
+                return BlockDef.model_fields
+            return SpecDoc.model_fields if not parent else ()
+        raise pydantic_error(err, raw, fields=fields) from None
     for name, (val, holder, origin) in inc_blocks.items():
         if name in doc.blocks:
             continue  # the file's own definition wins over a library's
@@ -339,6 +359,13 @@ def resolve_params(values: dict[str, Any], base_env: dict[str, Any], marks: dict
             pending[k] = v[1:]
         elif isinstance(v, str) and _is_expression(v):
             pending[k] = v
+        elif isinstance(v, str) and _ARITH.search(v):
+            try:
+                parse(v)
+            except ExprError as e:
+                raise SpecError(f"bad expression '{v}': {e.message}", mark=marks.get(k), path=path + (k,),
+                                hint=e.hint, code="expression") from None
+            env[k] = v
         else:
             env[k] = v
     names_all = set(env) | set(pending)
@@ -355,7 +382,7 @@ def resolve_params(values: dict[str, Any], base_env: dict[str, Any], marks: dict
                 del pending[k]
                 progress = True
             elif not expr.names() <= names_all:
-                if not _strict(values.get(k)):
+                if not _strict(values.get(k)) and not _ARITH.search(text):
                     env[k] = values[k]  # a plain word such as 'conv3-64', not an expression
                     del pending[k]
                     progress = True
@@ -369,6 +396,9 @@ def resolve_params(values: dict[str, Any], base_env: dict[str, Any], marks: dict
             raise SpecError(f"parameters refer to each other in a cycle: {cyc}",
                             mark=marks.get(sorted(pending)[0]), path=path, code="cycle")
     return env
+
+
+_ARITH = re.compile(r"[*/+()\[\]<>=%]")
 
 
 def _strict(v: Any) -> bool:
@@ -448,12 +478,14 @@ def _network(path: str, doc: SpecDoc, raw: LocDict, raw_cols: LocDict, col: str 
     raw_params = raw.get("params")
     for k in defaults:
         marks[k] = raw_params.mark_of(k) if isinstance(raw_params, LocDict) else None
+    key_marks: dict[str, Mark | None] = {}
     for k in params:
         marks[k] = colraw.mark_of(k) if isinstance(colraw, LocDict) else None
+        key_marks[k] = colraw.key_marks.get(k) if isinstance(colraw, LocDict) else None
     if unknown and doc.params:
         k = unknown[0]
         close = difflib.get_close_matches(k, list(doc.params), n=1)
-        raise SpecError(f"column '{col}' sets '{k}', which is not a parameter", mark=marks.get(k),
+        raise SpecError(f"column '{col}' sets '{k}', which is not a parameter", mark=key_marks.get(k) or marks.get(k),
                         path=("columns", col, k), code="unknown_param",
                         hint=f"did you mean '{close[0]}'?" if close else
                         f"declare it under params: (known: {', '.join(doc.params)})")
@@ -463,6 +495,7 @@ def _network(path: str, doc: SpecDoc, raw: LocDict, raw_cols: LocDict, col: str 
     expect: dict[str, Any] = {}
     expect_marks: dict[str, Mark] = {}
     expect_raw: dict[str, Any] = {}
+    expect_key_marks: dict[str, Mark] = {}
     layers: dict[str, Any] = {}
     sources = [raw.get("expect")]
     if isinstance(colraw, LocDict):
@@ -477,10 +510,12 @@ def _network(path: str, doc: SpecDoc, raw: LocDict, raw_cols: LocDict, col: str 
                 continue
             expect[k] = v
             expect_marks[k] = src.mark_of(k)
+            expect_key_marks[k] = src.key_marks.get(k, src.mark_of(k))
             expect_raw[k] = src.raw.get(k)
     if layers:
         expect["layers"] = layers
     ref = f"{path}:{col}" if col is not None and not single else path
     return Network(name=name, ref=ref, file=path, column=col, doc=doc, raw=raw, env=env,
                    input=input_shape, num_classes=num_classes, blocks=blocks, cells=cells,
-                   expect=expect, expect_marks=expect_marks, expect_raw=expect_raw)
+                   expect=expect, expect_marks=expect_marks, expect_raw=expect_raw,
+                   expect_key_marks=expect_key_marks)

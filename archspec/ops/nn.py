@@ -21,6 +21,7 @@ from .registry import (
     Shape,
     Window,
     fmt_pair,
+    is_symbolic,
     numel,
     pair,
     register,
@@ -39,7 +40,7 @@ def _kwargs(pos: list[str], kw: dict[str, object], defaults: dict[str, object]) 
     """``a, b, key=value`` with keyword arguments equal to PyTorch's defaults left out."""
     parts = list(pos)
     for k, v in kw.items():
-        if k in defaults and defaults[k] == v:
+        if k in defaults and defaults[k] == v and not is_symbolic(v):
             continue
         parts.append(f"{k}={v}")
     return ", ".join(parts)

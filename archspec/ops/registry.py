@@ -147,12 +147,19 @@ def pair(v: int | Sequence[int]) -> tuple[int, int]:
     """``3`` -> ``(3, 3)``; ``[1, 7]`` -> ``(1, 7)``."""
     if isinstance(v, int):
         return (v, v)
-    return (int(v[0]), int(v[1]))
+    return (v[0], v[1])
+
+
+def is_symbolic(v: object) -> bool:
+    """A number that stands for an expression in generated code (see archspec.ir.sym)."""
+    return hasattr(v, "expr")
 
 
 def fmt_pair(v: tuple[int, int]) -> str:
     """Render a normalised pair the way PyTorch code is usually written: ``3`` or ``(1, 7)``."""
-    return str(v[0]) if v[0] == v[1] else f"({v[0]}, {v[1]})"
+    if v[0] == v[1] and str(v[0]) == str(v[1]):
+        return str(v[0])
+    return f"({v[0]}, {v[1]})"
 
 
 def numel(shape: Shape) -> int:

@@ -577,3 +577,52 @@ def looks_like_expression(text: str) -> bool:
     except ExprError:
         return False
     return True
+
+
+# --------------------------------------------------------------------------- rendering as Python
+
+_PY_FUNCS = {"min": "min", "max": "max", "abs": "abs", "int": "int", "float": "float", "round": "round",
+             "ceil": "math.ceil", "floor": "math.floor", "len": "len", "sum": "sum"}
+
+
+def to_python(expr: "Expr", name: Callable[[str], str], field: Callable[[str, str], str]) -> str:
+    """Render ``expr`` as Python source for generated code.
+
+    ``name`` maps a variable to a (validated) Python identifier; ``field`` maps ``in.c`` style
+    record fields. Only the constructs of this language appear in the output: literals go through
+    ``repr``, so no spec text can break out of the expression."""
+
+    def go(node: _Node, parent_bp: int) -> str:
+        if isinstance(node, _Const):
+            return repr(node.value)
+        if isinstance(node, _Name):
+            return name(node.name)
+        if isinstance(node, _List):
+            return "[" + ", ".join(go(i, 0) for i in node.items) + "]"
+        if isinstance(node, _Field):
+            if not isinstance(node.obj, _Name):
+                raise ExprError("only fields of a name can be rendered", offset=node.offset)
+            return field(node.obj.name, node.name)
+        if isinstance(node, _Index):
+            return f"{go(node.obj, 100)}[{go(node.index, 0)}]"
+        if isinstance(node, _Call):
+            return f"{_PY_FUNCS[node.name]}({', '.join(go(a, 0) for a in node.args)})"
+        if isinstance(node, _Unary):
+            bp = _NOT_BP if node.op == "not" else _UNARY_BP
+            text = ("not " if node.op == "not" else node.op) + go(node.operand, bp)
+        elif isinstance(node, _Binary):
+            bp = _INFIX_BP[node.op]
+            right_bp = bp if node.op == "**" else bp + 1
+            text = f"{go(node.left, bp + (1 if node.op == '**' else 0))} {node.op} {go(node.right, right_bp)}"
+        elif isinstance(node, _Compare):
+            bp = _COMPARE_BP
+            parts = [go(node.first, bp + 1)] + [f"{op} {go(n, bp + 1)}" for op, n, _ in node.rest]
+            text = " ".join(parts)
+        elif isinstance(node, _Cond):
+            bp = _INFIX_BP["if"]
+            text = f"{go(node.then, bp + 1)} if {go(node.cond, bp + 1)} else {go(node.orelse, bp)}"
+        else:  # pragma: no cover - the parser builds no other node
+            raise ExprError("cannot render this expression")
+        return f"({text})" if bp < parent_bp else text
+
+    return go(expr._root, 0)

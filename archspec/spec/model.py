@@ -96,6 +96,10 @@ class SpecDoc(_Model):
         default_factory=dict,
         description="one network per column of the paper's table: parameter values, plus name, "
                     "title, input, num_classes, expect")
+    init: Optional[dict[str, Any]] = Field(
+        None, description="weight initialisation: {conv|linear|bn: {weight: INIT, bias: INIT}, "
+                          "layers: {name: {weight: INIT, bias: INIT}}}; INIT is a number or "
+                          "{normal: {std: 0.01}}, {kaiming_normal: {mode: fan_out, nonlinearity: relu}}, ...")
     expect: Optional[dict[str, Any]] = Field(
         None, description="the paper's numbers: params, weights, macs, activations, neurons, output, "
                           "layers: {name: {...}}, source")

@@ -1,0 +1,5 @@
+"""python -m archspec"""
+
+from .cli.main import main
+
+main()

@@ -1,0 +1,618 @@
+"""Code generation: a lowered network -> a standalone, readable PyTorch module.
+
+The network is lowered symbolically (see :mod:`archspec.ir.sym`), so each block instance knows its
+constructor arguments as expressions (``planes * 4``) and its ``when:`` conditions as Python. The
+generator then
+
+1. describes every scope (the network, each block instance, each named group) as a list of
+   children — op modules, functional ops, sub-modules — wired by reference;
+2. unifies the instances of each block into one class (a child that one instance skipped and another
+   has becomes an optional attribute under its condition); instances that still differ get a class
+   of their own (``Bottleneck2``);
+3. renders classes, the network class and ``build()`` through ``templates/model.py.j2``.
+
+Names: module attributes are the spec's layer names (so torchvision specs give torchvision's
+``state_dict`` keys); they are validated as identifiers that are not Python keywords and do not
+shadow ``nn.Module`` members. Every other identifier comes from one namespace per function.
+Strings from the spec reach the output only through ``repr`` or sanitised comments.
+"""
+
+from __future__ import annotations
+
+import builtins
+import textwrap
+import keyword
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..analysis import NetStats, analyse, human
+from ..errors import SpecError
+from ..ir import Graph, lower
+from ..ir.sym import Sym, plain
+from ..load import Network
+from ..ops import REGISTRY
+from ..spec.expr import parse, to_python
+from .init import render_init
+
+__all__ = ["ModelSource", "generate_model", "class_name"]
+
+#: attributes of nn.Module that a layer name must not shadow
+MODULE_MEMBERS = frozenset("""
+T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double
+dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule
+half ipu load_state_dict modules mtia named_buffers named_children named_modules named_parameters
+parameters register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
+register_full_backward_hook register_full_backward_pre_hook register_load_state_dict_post_hook
+register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook
+register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory smart_apply
+state_dict to to_empty train training type xpu zero_grad
+""".split())
+#: names the generated code itself uses
+RESERVED = frozenset({"self", "x", "torch", "nn", "Tensor", "math", "build", "in_channels",
+                      "num_classes", "init_weights", "super", "reset_parameters"})
+
+_KNOWN_CASE = {"resnet": "ResNet", "resnext": "ResNeXt", "vgg": "VGG", "alexnet": "AlexNet",
+               "lenet": "LeNet", "zfnet": "ZFNet", "googlenet": "GoogLeNet", "densenet": "DenseNet",
+               "wrn": "WRN", "vit": "ViT", "nin": "NIN", "se": "SE", "bn": "BN", "cifar": "CIFAR",
+               "preact": "PreAct", "inception": "Inception", "plain": "Plain", "wide": "Wide"}
+
+
+def class_name(name: str) -> str:
+    """``resnet152`` -> ``ResNet152``; ``vgg16_bn`` -> ``VGG16BN``; ``basic`` -> ``Basic``."""
+    out = ""
+    for part in re.split(r"[^A-Za-z0-9]+", name):
+        if not part:
+            continue
+        m = re.match(r"^([A-Za-z]+)(.*)$", part)
+        if m and m.group(1).lower() in _KNOWN_CASE:
+            out += _KNOWN_CASE[m.group(1).lower()] + m.group(2)
+        elif part[0].isupper():
+            out += part
+        else:
+            out += part[0].upper() + part[1:]
+    if not out or out[0].isdigit():
+        out = "Net" + out
+    return out
+
+
+def _err(msg: str, node_or_info: Any = None, hint: str | None = None) -> SpecError:
+    mark = getattr(node_or_info, "mark", None)
+    path = getattr(node_or_info, "spec_path", "") or getattr(node_or_info, "path", "")
+    return SpecError(msg, mark=mark, path=path, hint=hint, code="codegen")
+
+
+def _check_attr_name(name: str, where: Any) -> None:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or keyword.iskeyword(name):
+        raise _err(f"the layer name '{name}' cannot be a module attribute", where,
+                   "use letters, digits and _ (not a Python keyword)")
+    if name in MODULE_MEMBERS or name.startswith("__") or name in RESERVED:
+        raise _err(f"the layer name '{name}' would shadow '{name}' of nn.Module or the generated code",
+                   where, "rename the layer")
+
+
+def _expr(v: Any) -> str:
+    """A constructor argument: a symbol's expression or a literal's repr."""
+    if isinstance(v, Sym):
+        return v.expr
+    if isinstance(v, bool) or v is None or isinstance(v, (int, float, str)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(_expr(i) for i in v)
+        return f"[{inner}]" if isinstance(v, list) else f"({inner}{',' if len(v) == 1 else ''})"
+    raise _err(f"cannot write the value {v!r} into generated code")
+
+
+# ------------------------------------------------------------------------------------ children
+@dataclass
+class Child:
+    local: str                 # attribute name (or a hint for functional ops)
+    kind: str                  # 'module' (an attribute), 'call' (functional) or 'skip'
+    ctor: str | None           # constructor expression (kind 'module')
+    call: str | None           # forward template with {0}, {1}, ... (kind 'call')
+    inputs: list[int]          # -1 = the scope's input, else an index into the children
+    guard: str | None = None
+    ctor_lines: list[str] = field(default_factory=list)  # multi-line constructor (nn.Sequential)
+
+    def key(self) -> tuple:
+        return (self.local, self.kind, self.ctor, tuple(self.ctor_lines), self.call, tuple(self.inputs), self.guard)
+
+
+@dataclass
+class Scope:
+    path: str
+    kind: str                  # network | block | group
+    children: list[Child]
+    output: int
+    params: list[tuple[str, str, str | None]] = field(default_factory=list)  # (name, type, default)
+    prelude: list[str] = field(default_factory=list)  # e.g. 'if width is None: ...'
+
+    def key(self) -> tuple:
+        return (tuple(c.key() for c in self.children), self.output, tuple(self.params), tuple(self.prelude))
+
+
+class Generator:
+    def __init__(self, net: Network, graph: Graph) -> None:
+        self.net = net
+        self.g = graph
+        self.instance_class: dict[str, str] = {}
+        self.classes: list[tuple[str, Scope, str]] = []  # (class name, scope, doc)
+        self.used_names: set[str] = set()
+        self.module_classes: dict[str, set[str]] = {}
+        self.net_class = ""
+
+    # ---------------------------------------------------------------------------- scopes
+    def members(self, path: str) -> list[tuple[str, Any]]:
+        """Direct children of module ``path`` in order: ('node', Node) or ('module', ModuleInfo)."""
+        out: list[tuple[str, Any]] = []
+        seen: set[str] = set()
+        prefix = path + "." if path else ""
+        for n in self.g.nodes():
+            if n.op == "input" or not n.id.startswith(prefix):
+                continue
+            rel = n.id[len(prefix):]
+            if "." not in rel:
+                out.append(("node", n))
+            else:
+                sub = prefix + rel.split(".")[0]
+                if sub not in seen:
+                    seen.add(sub)
+                    out.append(("module", self.g.modules[sub]))
+        return out
+
+    def scope(self, path: str, in_seq: bool = False) -> tuple[list[Child], int]:
+        info = self.g.modules[path]
+        members = self.members(path)
+        owner: dict[str, int] = {}
+        children: list[Child] = []
+        for idx, (kind, m) in enumerate(members):
+            if kind == "node":
+                owner[m.id] = idx
+            else:
+                for n in self.g.members(m.path):
+                    owner[n.id] = idx
+
+        def ref(nid: str, who: Any) -> int:
+            if nid == info.input:
+                return -1
+            if nid not in owner:
+                raise _err(f"'{getattr(who, 'id', getattr(who, 'path', '?'))}' reads '{nid}', which lies outside "
+                           f"its module; generated code cannot express that", who)
+            j = owner[nid]
+            out_id = members[j][1].id if members[j][0] == "node" else members[j][1].output
+            if out_id != nid:
+                raise _err(f"'{nid}' is read from outside the module that holds it", who)
+            return j
+
+        for kind, m in members:
+            if kind == "node":
+                children.append(self.node_child(m, [ref(i, m) for i in m.inputs], in_seq))
+            else:
+                children.append(self.module_child(m, [ref(m.input, m)]))
+        out = ref(info.output, info) if info.output else -1
+        return children, out
+
+    def node_child(self, n: Any, inputs: list[int], in_seq: bool) -> Child:
+        opdef = REGISTRY[n.op]
+        guard = _join_guards(n.guards)
+        if n.skipped:
+            return Child(n.local, "skip", None, None, inputs, guard)
+        emit = opdef.emit(n.sym_attrs, n.sym_in, n.shape)
+        counts = opdef.count(n.attrs, n.in_shapes, n.shape)
+        functional = emit.call is not None and counts.params == 0 and (emit.module is None or not in_seq)
+        if functional and not in_seq and emit.module is not None and n.op not in ("flatten", "identity"):
+            functional = False
+        if functional:
+            return Child(n.local, "call", None, emit.call, inputs, guard)
+        if emit.module is None:
+            raise _err(f"'{n.op}' has no module form, so it cannot sit in a numbered sequence", n,
+                       "give the sequence's layers names (a mapping) instead of a list")
+        if not in_seq:
+            _check_attr_name(n.local, n)
+        cls = emit.module.split("(")[0]
+        self.module_classes.setdefault(n.op, set()).add(cls)
+        return Child(n.local, "module", emit.module, None, inputs, guard)
+
+    def module_child(self, info: Any, inputs: list[int]) -> Child:
+        local = info.path.rsplit(".", 1)[-1]
+        guard = _join_guards(info.guards)
+        if info.kind == "block":
+            cls = self.instance_class[info.path]
+            return Child(local, "module", self.block_ctor(info, cls), None, inputs, guard)
+        if info.kind == "seq":
+            items, out = self.scope(info.path, in_seq=True)
+            for j, it in enumerate(items):
+                if it.inputs != [j - 1] or it.kind == "call":
+                    raise _err(f"'{info.path}' is a numbered sequence but its layers do not form a chain",
+                               info, "name the layers (a mapping) when they branch")
+                if it.guard and it.guard != guard:
+                    raise _err(f"a when: inside the numbered sequence '{info.path}' depends on block "
+                               f"parameters; generated code cannot express that yet", info)
+                if it.kind == "skip":
+                    raise _err(f"a when: inside the numbered sequence '{info.path}' cannot be generated", info)
+            lines = _compress([it.ctor for it in items])
+            if len(lines) <= 2 and sum(len(s) for s in lines) < 60:
+                ctor = "nn.Sequential(" + ", ".join(lines) + ")"
+                return Child(local, "module", ctor, None, inputs, guard)
+            return Child(local, "module", "nn.Sequential(", None, inputs, guard, lines)
+        # a named group: a class of its own
+        cls = self.instance_class[info.path]
+        return Child(local, "module", f"{cls}()", None, inputs, guard)
+
+    def block_ctor(self, info: Any, cls: str) -> str:
+        blk = self.net.blocks[info.block]
+        args = [_expr(info.sym_in if info.sym_in is not None else 0)]
+        positional = True
+        for i, (p, typ, default) in enumerate(blk.params):
+            v = info.sym_args.get(p)
+            if p not in info.given:
+                positional = False
+                continue
+            if default is not _required() and not isinstance(default, str) and plain(v) == default and not isinstance(v, Sym):
+                positional = False
+                continue
+            if positional and default is _required():
+                args.append(_expr(v))  # required parameters read best positionally: Bottleneck(256, 64)
+            else:
+                positional = False
+                args.append(f"{p}={_expr(v)}")
+        return f"{cls}({', '.join(args)})"
+
+    # ----------------------------------------------------------------------------- classes
+    def build(self) -> None:
+        blocks = sorted((p for p, m in self.g.modules.items() if m.kind in ("block", "group")),
+                        key=lambda p: (-p.count("."), self._order(p)))
+        by_kind: dict[str, list[str]] = {}
+        for p in blocks:
+            info = self.g.modules[p]
+            kind = info.block if info.kind == "block" else "group:" + p
+            by_kind.setdefault(kind, []).append(p)
+        # deeper instances first, so nested classes are named before their users render
+        done: set[str] = set()
+        for p in blocks:
+            info = self.g.modules[p]
+            kind = info.block if info.kind == "block" else "group:" + p
+            if kind in done:
+                continue
+            insts = [q for q in by_kind[kind]]
+            if any(self._depth_pending(q, done, by_kind) for q in insts):
+                pass
+            done.add(kind)
+            self.unify(kind, insts)
+        children, out = self.scope("")
+        net_scope = Scope("", "network", children, out,
+                          params=[("num_classes", "int", repr(self.net.num_classes))])
+        self.network = net_scope
+
+    def _order(self, path: str) -> int:
+        for i, n in enumerate(self.g.nodes()):
+            if n.id.startswith(path + "."):
+                return i
+        return 0
+
+    def _depth_pending(self, q, done, by_kind) -> bool:
+        return False
+
+    def unify(self, kind: str, paths: list[str]) -> None:
+        scopes: list[Scope] = []
+        for p in paths:
+            info = self.g.modules[p]
+            children, out = self.scope(p)
+            sc = Scope(p, "block" if info.kind == "block" else "group", children, out)
+            if info.kind == "block":
+                sc.params, sc.prelude = self.block_signature(info, children)
+            scopes.append(sc)
+        groups: list[tuple[Scope, list[str]]] = []
+        for sc in scopes:
+            for j, (merged, members) in enumerate(groups):
+                m = _merge(merged, sc)
+                if m is not None:
+                    groups[j] = (m, members + [sc.path])
+                    break
+            else:
+                groups.append((sc, [sc.path]))
+        base = class_name(kind.split(":", 1)[1].replace(".", "_") if kind.startswith("group:") else kind)
+        for k, (sc, members) in enumerate(groups):
+            name = self.fresh_class(base if k == 0 else f"{base}{k + 1}")
+            for p in members:
+                self.instance_class[p] = name
+            if kind.startswith("group:"):
+                doc = f"The '{sc.path}' group of layers."
+            else:
+                blk = self.net.raw.get("blocks", {}).get(kind) if isinstance(self.net.raw.get("blocks"), dict) else None
+                bdoc = self.net.doc.blocks[kind].doc if kind in self.net.doc.blocks else None
+                doc = _safe_doc(bdoc) if bdoc else f"The '{kind}' block of the spec."
+                if len(groups) > 1:
+                    doc += f" (Variant {k + 1} of {len(groups)}: its instances differ in structure.)"
+            self.classes.append((name, sc, doc))
+
+    def fresh_class(self, base: str) -> str:
+        name, n = base, 1
+        while name in self.used_names or keyword.iskeyword(name) or hasattr(builtins, name) \
+                or name in RESERVED or name == self.net_class:
+            n += 1
+            name = f"{base}{n}"
+        self.used_names.add(name)
+        return name
+
+    def block_signature(self, info: Any, children: list[Child]) -> tuple[list, list[str]]:
+        blk = self.net.blocks[info.block]
+        params: list[tuple[str, str, str | None]] = [("in_channels", "int", None)]
+        prelude: list[str] = []
+        for p, typ, default in blk.params:
+            if p in RESERVED or keyword.iskeyword(p) or p in MODULE_MEMBERS or hasattr(builtins, p):
+                raise _err(f"block parameter '{p}' of '{blk.name}' clashes with a name generated code uses",
+                           info, "rename the parameter")
+            v = info.sym_args.get(p)
+            t = _type_of(typ, v)
+            if default is _required():
+                params.append((p, t, None))
+            elif isinstance(default, str) and _is_expr_default(default):
+                params.append((p, f"{t} | None", "None"))
+                text = to_python(parse(default[1:] if default.startswith("$") else default),
+                                 _ident, lambda o, f: "in_channels")
+                prelude.append(f"if {p} is None:")
+                prelude.append(f"    {p} = {text}")
+            else:
+                params.append((p, t, _expr(default)))
+        body = " ".join(filter(None, [c.ctor or "" for c in children] + ["\n".join(c.ctor_lines) for c in children]
+                                + [c.guard or "" for c in children] + prelude))
+        declared = {p for p, _, _ in params}
+        for k, v in self.net.env.items():
+            if k in declared or k in ("column",):
+                continue
+            if re.search(rf"(?<![\w.]){re.escape(k)}(?!\w)", body):
+                if k == "num_classes":
+                    raise _err("a block cannot use num_classes in generated code", info)
+                params.append((k, _type_of(None, v), _expr(v)))
+        return params, prelude
+
+    # ----------------------------------------------------------------------------- render
+    def render_scope(self, sc: Scope) -> tuple[list[str], list[str]]:
+        """__init__ body and forward body lines of a scope."""
+        init: list[str] = list(sc.prelude)
+        for c in sc.children:
+            if c.kind == "module":
+                if c.ctor_lines:
+                    ctor = [c.ctor] + [f"    {l}," for l in c.ctor_lines] + [")"]
+                else:
+                    ctor = [c.ctor]
+                if c.guard:
+                    init.append(f"self.{c.local} = None")
+                    init.append(f"if {c.guard}:")
+                    init += _assign(f"    self.{c.local} = ", ctor)
+                else:
+                    init += _assign(f"self.{c.local} = ", ctor)
+            elif c.kind == "call" and c.guard:
+                init.append(f"self.use_{c.local} = {c.guard}")
+        fwd = self.forward_lines(sc)
+        return init, fwd
+
+    def forward_lines(self, sc: Scope) -> list[str]:
+        ns = _Namespace()
+        ns.take("x")
+        ns.take("self")
+        remaining: dict[int, int] = {}
+        for c in sc.children:
+            for i in c.inputs:
+                remaining[i] = remaining.get(i, 0) + 1
+        remaining[sc.output] = remaining.get(sc.output, 0) + 1
+        var: dict[int, str] = {-1: "x"}
+        lines: list[str] = []
+        for j, c in enumerate(sc.children):
+            ins = [var[i] for i in c.inputs]
+            for i in c.inputs:
+                remaining[i] -= 1
+            dead = [k for k, i in enumerate(c.inputs) if remaining[i] == 0 and i != sc.output
+                    and c.inputs.count(i) == 1]
+            if dead:
+                out = ins[dead[0]]
+            else:
+                out = ns.create("out" if "out" not in ns.taken else c.local)
+            var[j] = out
+            if c.kind == "skip":
+                if out != ins[0]:
+                    lines.append(f"{out} = {ins[0]}")
+                continue
+            if c.kind == "module":
+                expr = f"self.{c.local}({', '.join(ins)})"
+                if c.guard:
+                    if out == ins[0]:
+                        lines.append(f"if self.{c.local} is not None:")
+                        lines.append(f"    {out} = {expr}")
+                    else:
+                        lines.append(f"{out} = {expr} if self.{c.local} is not None else {ins[0]}")
+                    continue
+            else:
+                expr = c.call.format(*ins)
+                if c.guard:
+                    lines.append(f"{out} = {expr} if self.use_{c.local} else {ins[0]}")
+                    continue
+            lines.append(f"{out} = {expr}")
+        lines.append(f"return {var[sc.output]}")
+        return lines
+
+
+def _join_guards(guards: tuple[str, ...]) -> str | None:
+    if len(guards) <= 1:
+        return guards[0] if guards else None
+    return " and ".join(f"({g})" if " or " in g else g for g in guards)
+
+
+def _assign(prefix: str, ctor: list[str]) -> list[str]:
+    if len(ctor) == 1:
+        return [prefix + ctor[0]]
+    indent = " " * (len(prefix) - len(prefix.lstrip()))
+    return [prefix + ctor[0]] + [indent + l for l in ctor[1:]]
+
+
+def _compress(ctors: list[str]) -> list[str]:
+    """Runs of identical constructors become ``*(Block(...) for _ in range(n))``."""
+    out: list[str] = []
+    i = 0
+    while i < len(ctors):
+        j = i
+        while j + 1 < len(ctors) and ctors[j + 1] == ctors[i]:
+            j += 1
+        n = j - i + 1
+        if n >= 3 and not ctors[i].startswith("nn.ReLU"):
+            out.append(f"*({ctors[i]} for _ in range({n}))")
+        else:
+            out += [ctors[i]] * n
+        i = j + 1
+    return out
+
+
+def _merge(a: Scope, b: Scope) -> Scope | None:
+    """One class for two instances, if they agree up to calls one of them skipped."""
+    if len(a.children) != len(b.children) or a.output != b.output or a.params != b.params or a.prelude != b.prelude:
+        return None
+    merged: list[Child] = []
+    for x, y in zip(a.children, b.children):
+        if x.key() == y.key():
+            merged.append(x)
+        elif x.guard and x.guard == y.guard and x.local == y.local and x.inputs == y.inputs and \
+                {x.kind, y.kind} & {"skip"} and len({x.kind, y.kind}) == 2:
+            merged.append(x if x.kind != "skip" else y)
+        else:
+            return None
+    return Scope(a.path, a.kind, merged, a.output, a.params, a.prelude)
+
+
+class _Namespace:
+    """fx-style: legal, not a keyword or builtin, deduplicated ``name_1``."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def take(self, name: str) -> None:
+        self.taken.add(name)
+
+    def create(self, hint: str) -> str:
+        base = re.sub(r"\W", "_", hint) or "v"
+        if base[0].isdigit():
+            base = "_" + base
+        if keyword.iskeyword(base) or hasattr(builtins, base) or base in RESERVED:
+            base += "_"
+        name, n = base, 0
+        while name in self.taken:
+            n += 1
+            name = f"{base}_{n}"
+        self.taken.add(name)
+        return name
+
+
+def _required():
+    from ..load.loader import REQUIRED
+    return REQUIRED
+
+
+def _is_expr_default(text: str) -> bool:
+    try:
+        e = parse(text[1:] if text.startswith("$") else text)
+    except Exception:
+        return False
+    return bool(e.names())
+
+
+def _ident(n: str) -> str:
+    if n == "in":
+        return "in_channels"
+    return n
+
+
+def _type_of(typ: str | None, v: Any) -> str:
+    if typ in ("int", "float", "bool", "str"):
+        return typ
+    if typ == "list":
+        return "list"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "str"
+    if isinstance(v, list):
+        return "list"
+    return "object"
+
+
+def _safe_doc(text: str) -> str:
+    """Spec prose for a docstring: no quotes that could close it, no backslashes."""
+    text = " ".join(str(text).split())
+    return text.replace("\\", "/").replace('"""', "'''").replace('"', "'")
+
+
+@dataclass
+class ModelSource:
+    name: str
+    class_name: str
+    text: str
+    stats: NetStats
+
+
+def generate_model(net: Network, spec_display: str, render) -> ModelSource:
+    """The Python source of the module for ``net``; ``render(template, **ctx)`` renders Jinja2."""
+    graph = lower(net, symbolic=True)
+    stats = analyse(lower(net), net.ref)
+    gen = Generator(net, graph)
+    gen.net_class = class_name(net.name)
+    gen.used_names.add(gen.net_class)
+    gen.build()
+    classes = []
+    for name, sc, doc in gen.classes:
+        init, fwd = gen.render_scope(sc)
+        classes.append({"name": name, "doc": doc, "signature": _signature(sc.params), "init": init,
+                        "forward": fwd})
+    init, fwd = gen.render_scope(gen.network)
+    init_lines = render_init(net, gen.module_classes)
+    paper = net.doc.paper
+    doc_lines = [f"Generated by archspec from {spec_display} — edit the spec, not this file."]
+    if paper:
+        doc_lines.append("Paper: " + _safe_doc(paper.cite()) + (f" ({_safe_doc(paper.table)})" if paper.table else ""))
+    if net.doc.notes:
+        doc_lines += [""] + textwrap.wrap(_safe_doc(net.doc.notes), 96)
+    doc_lines += ["", "Static analysis (MACs = multiply-accumulates of conv/linear per image; params = learnable):", ""]
+    doc_lines += [f"    {k:<12} {v}" for k, v in _stats_rows(stats)]
+    text = render(
+        "model.py.j2",
+        doc_lines=doc_lines,
+        spec=spec_display,
+        name=net.name,
+        title=_safe_doc(net.doc.title or net.name),
+        cite=_safe_doc(paper.cite()) if paper else "",
+        table=_safe_doc(paper.table) if paper and paper.table else "",
+        notes=_safe_doc(net.doc.notes) if net.doc.notes else "",
+        stats=stats,
+        stats_rows=_stats_rows(stats),
+        classes=classes,
+        net_class=gen.net_class,
+        net_init=init,
+        net_forward=fwd,
+        init_lines=init_lines,
+        num_classes=net.num_classes,
+        uses_math=any("math." in l for c in classes for l in c["init"]),
+        block_names=[c["name"] for c in classes],
+    )
+    return ModelSource(net.name, gen.net_class, text, stats)
+
+
+def _signature(params: list[tuple[str, str, str | None]]) -> list[str]:
+    """``def __init__(self, ...)`` as lines, wrapped one parameter a line when it is long."""
+    parts = [f"{p}: {t}" + (f" = {d}" if d is not None else "") for p, t, d in params]
+    one = "    def __init__(self" + "".join(", " + x for x in parts) + ") -> None:"
+    if len(one) <= 99:
+        return [one]
+    return ["    def __init__(", "        self,"] + [f"        {x}," for x in parts] + ["    ) -> None:"]
+
+
+def _stats_rows(st: NetStats) -> list[tuple[str, str]]:
+    return [
+        ("input", " x ".join(map(str, st.input))),
+        ("output", " x ".join(map(str, st.output))),
+        ("params", f"{st.params:,} ({human(st.params)})"),
+        ("MACs", f"{st.macs:,} ({human(st.macs)}; multiply-accumulates per image)"),
+        ("activations", f"{st.activations:,} elements per image"),
+    ]

@@ -1,0 +1,120 @@
+"""Symbolic integers: a concrete value that remembers the expression it came from.
+
+When lowering for code generation, a block's integer parameters (and its input channels) are bound
+as ``Sym`` values. Arithmetic on them keeps the value exact *and* builds the Python expression
+(``planes * 4``), so an op's attributes record both the number the analysis needs and the
+constructor argument the generated class should write. Anything else (floats, functions such as
+``int()``) falls back to plain numbers; the code generator then checks that every instance of a
+block agrees before it shares one class between them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Sym", "has_sym", "plain"]
+
+_ATOM, _POW, _NEG, _MUL, _ADD = 100, 40, 30, 20, 10
+
+
+class Sym(int):
+    """An ``int`` with the Python expression (``expr``) that computes it."""
+
+    expr: str
+    prec: int
+    op: str
+
+    def __new__(cls, value: int, expr: str, prec: int = _ATOM, op: str = "") -> "Sym":
+        obj = super().__new__(cls, int(value))
+        obj.expr, obj.prec, obj.op = expr, prec, op
+        return obj
+
+    def __str__(self) -> str:
+        return self.expr
+
+    __repr__ = __str__
+
+    def __reduce__(self):  # pickling/copying keeps the symbol
+        return (Sym, (int(self), self.expr, self.prec, self.op))
+
+
+def _text(v: Any) -> tuple[str, int, str]:
+    if isinstance(v, Sym):
+        return v.expr, v.prec, v.op
+    return str(int(v)), _ATOM, ""
+
+
+def _binop(op: str, prec: int, fn):
+    def forward(self: Sym, other: Any) -> Any:
+        if isinstance(other, bool) or not isinstance(other, int):
+            return NotImplemented
+        return _combine(op, prec, fn, self, other)
+
+    def reverse(self: Sym, other: Any) -> Any:
+        if isinstance(other, bool) or not isinstance(other, int):
+            return NotImplemented
+        return _combine(op, prec, fn, other, self)
+
+    return forward, reverse
+
+
+def _combine(op: str, prec: int, fn, a: int, b: int) -> Any:
+    value = fn(int(a), int(b))
+    if op == "+" and not isinstance(a, Sym) and int(a) == 0:
+        return b
+    if op in ("+", "-") and not isinstance(b, Sym) and int(b) == 0:
+        return a
+    if op == "*" and not isinstance(b, Sym) and int(b) == 1:
+        return a
+    if op == "*" and not isinstance(a, Sym) and int(a) == 1:
+        return b
+    ta, pa, oa = _text(a)
+    tb, pb, ob = _text(b)
+    if pa < prec:
+        ta = f"({ta})"
+    if pb < prec or (pb == prec and not (ob == op and op in "+*")):
+        tb = f"({tb})" if pb != _ATOM else tb
+    return Sym(value, f"{ta} {op} {tb}", prec, op)
+
+
+for _name, _op, _prec, _fn in (
+    ("add", "+", _ADD, lambda x, y: x + y),
+    ("sub", "-", _ADD, lambda x, y: x - y),
+    ("mul", "*", _MUL, lambda x, y: x * y),
+    ("floordiv", "//", _MUL, lambda x, y: x // y),
+    ("mod", "%", _MUL, lambda x, y: x % y),
+):
+    _f, _r = _binop(_op, _prec, _fn)
+    setattr(Sym, f"__{_name}__", _f)
+    setattr(Sym, f"__r{_name}__", _r)
+
+
+def _neg(self: Sym) -> Sym:
+    t, p, _ = _text(self)
+    return Sym(-int(self), f"-{t}" if p >= _NEG else f"-({t})", _NEG, "neg")
+
+
+Sym.__neg__ = _neg  # type: ignore[method-assign]
+Sym.__pos__ = lambda self: self  # type: ignore[method-assign]
+Sym.__int__ = lambda self: int.__int__(self)  # type: ignore[method-assign]
+
+
+def has_sym(v: Any) -> bool:
+    if isinstance(v, Sym):
+        return True
+    if isinstance(v, (list, tuple)):
+        return any(has_sym(x) for x in v)
+    return False
+
+
+def plain(v: Any) -> Any:
+    """The same value with every ``Sym`` replaced by its plain number."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, Sym):
+        return int.__int__(v)
+    if isinstance(v, tuple):
+        return tuple(plain(x) for x in v)
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    return v
