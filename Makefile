@@ -25,5 +25,12 @@ test: $(STAMP)
 	$(BIN)/archspec build --check
 	$(BIN)/python -m pytest
 
+# docs/zoo.md: the whole zoo in one table (regenerate after changing specs/)
+zoo-doc: $(STAMP)
+	{ echo "# The zoo"; echo; \
+	  echo "Every network in specs/, from \`archspec stats --format markdown\` (regenerate with \`make zoo-doc\`)."; \
+	  echo "MACs are multiply-accumulates of conv/linear per image (the ResNet paper's FLOPs); params are learnable parameters."; \
+	  echo; $(BIN)/archspec stats --format markdown; } > docs/zoo.md
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -246,6 +246,54 @@ def build(
               f"output {_shape(st.output)})")
 
 
+# ------------------------------------------------------------------------------------- diff
+@app.command()
+def diff(
+    a: str = typer.Argument(..., help="a spec or FILE:COLUMN naming one network"),
+    b: str = typer.Argument(..., help="the network to compare it with"),
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
+) -> None:
+    """What changed from A to B: layers added, removed or changed, and the param/MAC deltas."""
+    from ..analysis import human
+    from ..analysis.diff import diff_networks
+
+    def one(ref: str):
+        nets = _compile_all([ref])
+        if len(nets) != 1:
+            raise SpecError(f"{ref} holds {len(nets)} networks; name one as FILE:COLUMN", code="usage",
+                            hint="columns: " + ", ".join(n.column or n.name for n, _, _ in nets))
+        return nets[0]
+
+    (na, ga, sa), (nb, gb, sb) = _guard(lambda: (one(a), one(b)))
+    d = diff_networks(ga, sa, gb, sb)
+    if fmt is Format.json:
+        print(json.dumps(d.as_dict(), indent=2))
+        return
+    sign = {"added": "+", "removed": "-", "changed": "~"}
+
+    def attrs(c) -> str:
+        return "; ".join(f"{k} {_val(v[0])} → {_val(v[1])}" for k, v in c.attrs.items())
+
+    rows = [[sign[c.kind], c.a or "", c.b or "", c.op, attrs(c),
+             f"{_shape(c.output[0]) if c.output[0] else ''} → {_shape(c.output[1]) if c.output[1] else ''}".strip(" →"),
+             f"{c.params[1] - c.params[0]:+,}"] for c in d.changes]
+    _emit_table(["", f"layer in {sa.name}", f"layer in {sb.name}", "op", "attributes", "output", "Δ params"],
+                rows, fmt, title=f"{sa.ref} → {sb.ref}")
+    tot = [["params", f"{sa.params:,}", f"{sb.params:,}", f"{sb.params - sa.params:+,}"],
+           ["MACs", f"{sa.macs:,}", f"{sb.macs:,}", f"{sb.macs - sa.macs:+,}"],
+           ["activations", f"{sa.activations:,}", f"{sb.activations:,}", f"{sb.activations - sa.activations:+,}"],
+           ["output", _shape(sa.output), _shape(sb.output), ""]]
+    _emit_table(["", sa.name, sb.name, "Δ"], tot, fmt, title=f"{len(d.changes)} layer changes "
+                f"({sum(c.kind == 'added' for c in d.changes)} added, {sum(c.kind == 'removed' for c in d.changes)} "
+                f"removed, {sum(c.kind == 'changed' for c in d.changes)} changed)")
+
+
+def _val(v) -> str:
+    if isinstance(v, (tuple, list)):
+        return "×".join(str(x) for x in v) if len(set(v)) > 1 else str(v[0])
+    return str(v)
+
+
 # --------------------------------------------------------------------------------- validate
 @app.command()
 def validate(specs: list[str] = typer.Argument(..., help="spec files or FILE:COLUMN")) -> None:

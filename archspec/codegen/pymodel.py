@@ -29,7 +29,7 @@ from typing import Any
 from ..analysis import NetStats, analyse, human
 from ..errors import SpecError
 from ..ir import Graph, lower
-from ..ir.sym import Sym, plain
+from ..ir.sym import Sym, SymFloat, plain
 from ..load import Network
 from ..ops import REGISTRY
 from ..spec.expr import parse, to_python
@@ -64,6 +64,8 @@ def class_name(name: str) -> str:
     for part in re.split(r"[^A-Za-z0-9]+", name):
         if not part:
             continue
+        if part[0].isdigit() and out[-1:].isdigit():
+            out += "_"  # wide_resnet50_2 -> WideResNet50_2
         m = re.match(r"^([A-Za-z]+)(.*)$", part)
         if m and m.group(1).lower() in _KNOWN_CASE:
             out += _KNOWN_CASE[m.group(1).lower()] + m.group(2)
@@ -93,7 +95,7 @@ def _check_attr_name(name: str, where: Any) -> None:
 
 def _expr(v: Any) -> str:
     """A constructor argument: a symbol's expression or a literal's repr."""
-    if isinstance(v, Sym):
+    if isinstance(v, (Sym, SymFloat)):
         return v.expr
     if isinstance(v, bool) or v is None or isinstance(v, (int, float, str)):
         return repr(v)
@@ -113,6 +115,7 @@ class Child:
     inputs: list[int]          # -1 = the scope's input, else an index into the children
     guard: str | None = None
     ctor_lines: list[str] = field(default_factory=list)  # multi-line constructor (nn.Sequential)
+    else_inputs: list[int] | None = None  # what the child stands for when its guard is false
 
     def key(self) -> tuple:
         return (self.local, self.kind, self.ctor, tuple(self.ctor_lines), self.call, tuple(self.inputs), self.guard)
@@ -140,25 +143,31 @@ class Generator:
         self.used_names: set[str] = set()
         self.module_classes: dict[str, set[str]] = {}
         self.net_class = ""
+        # the module tree, indexed once: direct children, all nodes and first position per path
+        self._children: dict[str, list[tuple[str, Any]]] = {}
+        self._under: dict[str, list[str]] = {}
+        self._first: dict[str, int] = {}
+        seen: set[str] = set()
+        for i, n in enumerate(graph.nodes()):
+            if n.op == "input":
+                continue
+            parts = n.id.split(".")
+            for k in range(len(parts)):
+                prefix = ".".join(parts[:k])
+                self._under.setdefault(prefix, []).append(n.id)
+                self._first.setdefault(prefix, i)
+                if k == len(parts) - 1:
+                    self._children.setdefault(prefix, []).append(("node", n))
+                else:
+                    sub = ".".join(parts[:k + 1])
+                    if sub not in seen:
+                        seen.add(sub)
+                        self._children.setdefault(prefix, []).append(("module", graph.modules[sub]))
 
     # ---------------------------------------------------------------------------- scopes
     def members(self, path: str) -> list[tuple[str, Any]]:
         """Direct children of module ``path`` in order: ('node', Node) or ('module', ModuleInfo)."""
-        out: list[tuple[str, Any]] = []
-        seen: set[str] = set()
-        prefix = path + "." if path else ""
-        for n in self.g.nodes():
-            if n.op == "input" or not n.id.startswith(prefix):
-                continue
-            rel = n.id[len(prefix):]
-            if "." not in rel:
-                out.append(("node", n))
-            else:
-                sub = prefix + rel.split(".")[0]
-                if sub not in seen:
-                    seen.add(sub)
-                    out.append(("module", self.g.modules[sub]))
-        return out
+        return self._children.get(path, [])
 
     def scope(self, path: str, in_seq: bool = False) -> tuple[list[Child], int]:
         info = self.g.modules[path]
@@ -169,8 +178,8 @@ class Generator:
             if kind == "node":
                 owner[m.id] = idx
             else:
-                for n in self.g.members(m.path):
-                    owner[n.id] = idx
+                for nid in self._under.get(m.path, []):
+                    owner[nid] = idx
 
         def ref(nid: str, who: Any) -> int:
             if nid == info.input:
@@ -285,10 +294,7 @@ class Generator:
         self.network = net_scope
 
     def _order(self, path: str) -> int:
-        for i, n in enumerate(self.g.nodes()):
-            if n.id.startswith(path + "."):
-                return i
-        return 0
+        return self._first.get(path, 0)
 
     def _depth_pending(self, q, done, by_kind) -> bool:
         return False
@@ -386,22 +392,33 @@ class Generator:
             elif c.kind == "call" and c.guard:
                 init.append(f"self.use_{c.local} = {c.guard}")
         fwd = self.forward_lines(sc)
+        # functional ops may read constructor arguments (x[:, :, ::stride]): keep them on self
+        for p, _, _ in sc.params:
+            rx = re.compile(rf"(?<![\w.]){re.escape(p)}(?!\w)")
+            if any(rx.search(l) for l in fwd):
+                if any(c.local == p for c in sc.children if c.kind == "module"):
+                    raise _err(f"'{p}' is both a parameter and a layer of a block; rename one")
+                init.append(f"self.{p} = {p}")
+                fwd = [rx.sub(f"self.{p}", l) for l in fwd]
         return init, fwd
 
     def forward_lines(self, sc: Scope) -> list[str]:
         ns = _Namespace()
         ns.take("x")
         ns.take("self")
+        for p, _, _ in sc.params:
+            ns.take(p)
         remaining: dict[int, int] = {}
         for c in sc.children:
-            for i in c.inputs:
+            for i in c.inputs + (c.else_inputs or []):
                 remaining[i] = remaining.get(i, 0) + 1
         remaining[sc.output] = remaining.get(sc.output, 0) + 1
         var: dict[int, str] = {-1: "x"}
         lines: list[str] = []
         for j, c in enumerate(sc.children):
             ins = [var[i] for i in c.inputs]
-            for i in c.inputs:
+            alt = var[c.else_inputs[0]] if c.else_inputs else None
+            for i in c.inputs + (c.else_inputs or []):
                 remaining[i] -= 1
             dead = [k for k, i in enumerate(c.inputs) if remaining[i] == 0 and i != sc.output
                     and c.inputs.count(i) == 1]
@@ -417,16 +434,17 @@ class Generator:
             if c.kind == "module":
                 expr = f"self.{c.local}({', '.join(ins)})"
                 if c.guard:
-                    if out == ins[0]:
+                    other = alt or ins[0]
+                    if out == other:
                         lines.append(f"if self.{c.local} is not None:")
                         lines.append(f"    {out} = {expr}")
                     else:
-                        lines.append(f"{out} = {expr} if self.{c.local} is not None else {ins[0]}")
+                        lines.append(f"{out} = {expr} if self.{c.local} is not None else {other}")
                     continue
             else:
                 expr = c.call.format(*ins)
                 if c.guard:
-                    lines.append(f"{out} = {expr} if self.use_{c.local} else {ins[0]}")
+                    lines.append(f"{out} = {expr} if self.use_{c.local} else {alt or ins[0]}")
                     continue
             lines.append(f"{out} = {expr}")
         lines.append(f"return {var[sc.output]}")
@@ -471,9 +489,16 @@ def _merge(a: Scope, b: Scope) -> Scope | None:
     for x, y in zip(a.children, b.children):
         if x.key() == y.key():
             merged.append(x)
-        elif x.guard and x.guard == y.guard and x.local == y.local and x.inputs == y.inputs and \
+        elif x.guard and x.guard == y.guard and x.local == y.local and \
                 {x.kind, y.kind} & {"skip"} and len({x.kind, y.kind}) == 2:
-            merged.append(x if x.kind != "skip" else y)
+            present, skipped = (x, y) if y.kind == "skip" else (y, x)
+            if present.else_inputs is not None and present.else_inputs != skipped.inputs:
+                return None
+            merged.append(Child(present.local, present.kind, present.ctor, present.call, present.inputs,
+                                present.guard, present.ctor_lines,
+                                None if skipped.inputs == present.inputs else skipped.inputs))
+        elif x.kind == y.kind == "skip" or (x.kind != "skip" and y.kind != "skip"):
+            return None
         else:
             return None
     return Scope(a.path, a.kind, merged, a.output, a.params, a.prelude)

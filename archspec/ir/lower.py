@@ -30,12 +30,12 @@ from ..ops import REGISTRY, OpError, Shape, get_op
 from ..spec.expr import ExprError, parse, to_python
 from ..spec.yamlio import LocDict, LocList
 from .graph import Graph, ModuleInfo, Node
-from .sym import Sym, has_sym, plain
+from .sym import Sym, SymFloat, has_sym, plain
 
 __all__ = ["lower", "META_KEYS", "MERGES"]
 
 #: keys of a call that are not the op: how it is named, repeated, wired and checked
-META_KEYS = ("name", "repeat", "first", "when", "from", "expect")
+META_KEYS = ("name", "repeat", "first", "when", "else", "from", "expect")
 #: ops that take branches as well as references
 MERGES = ("add", "concat", "mul")
 #: combinators that are not ops
@@ -177,6 +177,12 @@ class Lowerer:
             return ok, None
         return ok, None
 
+    def otherwise(self, expr: dict, x: str, fr: Frame, mark: Mark | None, path: tuple) -> str:
+        """What a layer whose when: is false stands for: its else: reference, or its input."""
+        if "else" not in expr:
+            return x
+        return self.refs(expr["else"], fr, _mark_of(expr, "else", mark), path + ("else",))[0]
+
     def skip(self, x: str, fr: Frame, env: dict, mark: Mark | None, path: tuple, name: str | None,
              hint: str, guard: str) -> str:
         """The identity a false when: leaves behind in symbolic mode."""
@@ -289,16 +295,18 @@ class Lowerer:
                 raise self.err(f"a call names exactly one op or block, found {what}",
                                _key_mark(expr, metas[0], mark), path, "write a list for a sequence of layers",
                                "bad_call")
-            if metas and set(metas) <= {"when", "expect"}:
+            if metas and set(metas) <= {"when", "else", "expect"}:
                 # a named layer with a condition or expectations: {downsample: [...], when: ...}
                 head = heads[0]
                 guard = None
                 if "when" in expr:
                     ok, guard = self.when(expr["when"], fr, env, _mark_of(expr, "when", mark), path)
                     if not ok:
+                        y = self.otherwise(expr, x, fr, mark, path)
                         if guard is not None:
-                            return self.skip(x, fr, env, mark, path, str(head), str(head), guard)
-                        return x
+                            return self.skip(y, fr, env, mark, path, str(head), str(head), guard)
+                        fr.names[str(head)] = y
+                        return y
                 if guard is not None:
                     self.guards.append(guard)
                 try:
@@ -408,14 +416,17 @@ class Lowerer:
                                path + ("name",), "use letters, digits and _", "bad_name")
             name = nm
         guard = None
+        if "else" in expr and "when" not in expr:
+            raise self.err("else: only goes with when:", _key_mark(expr, "else", mark), path, code="bad_call")
         if "when" in expr:
             ok, guard = self.when(expr["when"], fr, env, _mark_of(expr, "when", mark), path)
             if not ok:
+                y = self.otherwise(expr, x, fr, mark, path)
                 if guard is not None:
-                    return self.skip(x, fr, env, mark, path, name, _hint(head.lstrip("$")), guard)
+                    return self.skip(y, fr, env, mark, path, name, _hint(head.lstrip("$")), guard)
                 if name is not None:
-                    fr.names[name] = x
-                return x
+                    fr.names[name] = y
+                return y
         if guard is not None:
             self.guards.append(guard)
             try:
@@ -556,6 +567,8 @@ class Lowerer:
             for k, v in bound.items():
                 if isinstance(v, int) and not isinstance(v, bool):
                     inner[k] = Sym(int(v), k)
+                elif isinstance(v, float):
+                    inner[k] = SymFloat(v, k)
                 elif isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in v):
                     inner[k] = [Sym(int(i), f"{k}[{j}]") for j, i in enumerate(v)]
                 else:

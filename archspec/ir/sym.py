@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Sym", "has_sym", "plain"]
+__all__ = ["Sym", "SymFloat", "has_sym", "plain"]
 
 _ATOM, _POW, _NEG, _MUL, _ADD = 100, 40, 30, 20, 10
 
@@ -99,8 +99,27 @@ Sym.__pos__ = lambda self: self  # type: ignore[method-assign]
 Sym.__int__ = lambda self: int.__int__(self)  # type: ignore[method-assign]
 
 
+class SymFloat(float):
+    """A ``float`` parameter (a dropout rate, say) that generated code writes by name."""
+
+    expr: str
+
+    def __new__(cls, value: float, expr: str) -> "SymFloat":
+        obj = super().__new__(cls, float(value))
+        obj.expr = expr
+        return obj
+
+    def __str__(self) -> str:
+        return self.expr
+
+    __repr__ = __str__
+
+    def __reduce__(self):
+        return (SymFloat, (float(self), self.expr))
+
+
 def has_sym(v: Any) -> bool:
-    if isinstance(v, Sym):
+    if isinstance(v, (Sym, SymFloat)):
         return True
     if isinstance(v, (list, tuple)):
         return any(has_sym(x) for x in v)
@@ -113,6 +132,8 @@ def plain(v: Any) -> Any:
         return v
     if isinstance(v, Sym):
         return int.__int__(v)
+    if isinstance(v, SymFloat):
+        return float.__float__(v)
     if isinstance(v, tuple):
         return tuple(plain(x) for x in v)
     if isinstance(v, list):

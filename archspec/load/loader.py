@@ -162,15 +162,16 @@ def _key_mark(root: Any, path: list) -> Mark | None:
 MERGED_BY_KEY = ("params", "blocks", "cells", "columns")
 
 
-def _merge(base: LocDict, child: LocDict) -> LocDict:
-    """``child`` over ``base``: mappings in MERGED_BY_KEY merge by key, other keys replace."""
+def _merge(base: LocDict, child: LocDict, deep: tuple[str, ...] = MERGED_BY_KEY) -> LocDict:
+    """``child`` over ``base``: mappings in ``deep`` merge by key, other keys replace. A column
+    merges by key too, so a file can change one parameter of a table's column."""
     out = copy.copy(base)
     out.key_marks = dict(base.key_marks)
     out.value_marks = dict(base.value_marks)
     out.raw = dict(base.raw)
     for k, v in child.items():
-        if k in MERGED_BY_KEY and isinstance(out.get(k), LocDict) and isinstance(v, LocDict):
-            v = _merge(out[k], v)
+        if k in deep and isinstance(out.get(k), LocDict) and isinstance(v, LocDict):
+            v = _merge(out[k], v, tuple(v) if k == "columns" else ())
         out[k] = v
         out.key_marks[k] = child.key_marks.get(k, child.mark)
         out.value_marks[k] = child.value_marks.get(k, child.mark)

@@ -15,6 +15,7 @@ META = {
     "repeat": {"type": ["integer", "string"], "description": "repeat the call n times (a stage)"},
     "first": {"type": "object", "description": "arguments that differ in the first repetition (stride: 2)"},
     "when": {"type": ["boolean", "string"], "description": "an expression; when false the layer is an identity"},
+    "else": {"type": "string", "description": "with when: the named layer this one stands for when false"},
     "from": {"type": ["string", "array"], "description": "named layer(s) to take input from"},
     "expect": {"type": "object", "description": "the paper's numbers for this layer"},
 }
