@@ -12,7 +12,8 @@ Usage (from the repository root)::
     archspec.codegen, archspec.analysis"`` (also the modules that ``build`` imports when it
     runs: pydantic, PyYAML, Jinja2, networkx ...). Every process time is also given as CPU
     time (user + sys of the child, from ``getrusage(RUSAGE_CHILDREN)``), which a loaded
-    machine stretches far less than wall time.
+    machine stretches far less than wall time. The three commands run interleaved, one of
+    each per round.
 (b) Growth with depth: the CIFAR-10 ResNets of He et al. 2015, §4.2 (6n+2 layers; 3×32×32
     input; three stages of n basic blocks with 16/32/64 filters; option-A shortcuts; global
     average pool; FC 10) for n = 9, 18, 200 (ResNet-56, -110, -1202), plus the same network
@@ -29,7 +30,8 @@ Usage (from the repository root)::
     smallest spec's time per node large without any superlinear term.
 (c) The goal line. If the ResNet-152 median misses the goal, a cProfile of the in-process
     build of ResNet-152 follows (top entries by cumulative CPU time, imports and a warm-up
-    excluded; ``--no-profile`` skips it).
+    excluded; ``--no-profile`` skips it), and the imports that cost the most start-up time
+    (``python -X importtime``, median of 3 runs, self times summed per top-level package).
 
 This file imports only the standard library; archspec runs in child processes.
 """
@@ -54,6 +56,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESNET152 = "specs/resnet152.yaml"
 GOAL_S = 0.5
 GOAL_LINE = "goal: <= 0.5 s for ResNet-152, linear growth"
+IMPORT_CLI = "import archspec.cli.main"
+IMPORT_ALL = "import archspec.cli.main, archspec.codegen, archspec.analysis"
 
 # A column-free spec in archspec's language: one basic block, repeated n times per stage; the
 # first block of stages 2 and 3 halves the map (stride 2) and doubles the filters, where the
@@ -97,7 +101,7 @@ network:
 
 # Runs in a child process: in-process phase times, as JSON on stdout.
 PHASES_CHILD = r"""
-import json, statistics, sys, tempfile, time
+import json, shutil, statistics, sys, tempfile, time
 from pathlib import Path
 t0 = time.perf_counter()
 import archspec.cli.main
@@ -122,12 +126,14 @@ for spec in specs:
         for k, v in zip(runs, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t2, c4 - c2)):
             runs[k].append(v)
     out["specs"][spec] = {k: statistics.median(v) for k, v in runs.items()}
+    out["specs"][spec]["total_cpu_min"] = min(runs["total_cpu"])
+shutil.rmtree(tmp, ignore_errors=True)
 print(json.dumps(out))
 """
 
 # Runs in a child process: cProfile of the in-process build (imports and one warm-up excluded).
 PROFILE_CHILD = r"""
-import cProfile, io, pstats, sys, tempfile, time
+import cProfile, io, pstats, shutil, sys, tempfile, time
 from pathlib import Path
 import archspec.cli.main
 from archspec.codegen.writer import render_specs, write_outputs
@@ -141,6 +147,9 @@ pr.disable()
 s = io.StringIO()
 st = pstats.Stats(pr, stream=s)
 st.sort_stats("cumulative").print_stats(top)
+s.write("\n@@@ by own time\n")
+st.sort_stats("tottime").print_stats(top)
+shutil.rmtree(tmp, ignore_errors=True)
 print(s.getvalue())
 """
 
@@ -200,6 +209,31 @@ def write_cifar(folder: Path, n: int) -> str:
     return str(p)
 
 
+def print_import_times(top: int, runs: int = 3) -> None:
+    """Import time of a build by top-level package (``-X importtime`` self times summed), median of ``runs``."""
+    per: dict[str, list[int]] = {}
+    totals = []
+    for _ in range(runs):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-c", IMPORT_ALL], cwd=ROOT,
+                              capture_output=True, text=True)
+        seen: dict[str, int] = {}
+        for line in proc.stderr.splitlines():
+            m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
+            if not m:
+                continue
+            pkg = m.group(4).split(".")[0]     # self time, summed over each top-level package
+            seen[pkg] = seen.get(pkg, 0) + int(m.group(1))
+        totals.append(sum(seen.values()))
+        for k, v in seen.items():
+            per.setdefault(k, []).append(v)
+    rows = sorted(((statistics.median(v), k) for k, v in per.items()), reverse=True)
+    print(f"imports of a build (`python -X importtime -c \"{IMPORT_ALL}\"`), top {top} packages "
+          f"by import time (module self times summed), median of {runs}; all imports {statistics.median(totals) / 1e6:.3f} s:")
+    for us, name in rows[:top]:
+        print(f"    {us / 1e6:8.3f} s  {name}")
+    print()
+
+
 def loadavg() -> str:
     try:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -231,10 +265,11 @@ def main() -> int:
 
         # ---- (a) ResNet-152, whole process, and the start-up baselines
         run(cmd + ["build", RESNET152, "-o", str(scratch / "warm")])   # untimed: warms the file cache
-        base_cli = time_cmd([sys.executable, "-c", "import archspec.cli.main"], args.repeat)
-        base_all = time_cmd([sys.executable, "-c", "import archspec.cli.main, archspec.codegen, archspec.analysis"],
-                            args.repeat)
-        r152 = time_build(RESNET152, args.repeat, scratch)
+        base_cli, base_all, r152 = [], [], []
+        for _ in range(args.repeat):   # interleaved, so a change in load hits all three alike
+            base_cli += time_cmd([sys.executable, "-c", IMPORT_CLI], 1)
+            base_all += time_cmd([sys.executable, "-c", IMPORT_ALL], 1)
+            r152 += time_build(RESNET152, 1, scratch)
         med152, min152 = statistics.median(w for w, _ in r152), min(w for w, _ in r152)
         print(f"(a) ResNet-152: `archspec build {RESNET152} -o <fresh tmpdir>`, {args.repeat} runs each, "
               f"whole process")
@@ -277,36 +312,45 @@ def main() -> int:
         rows.append((f"synthetic CIFAR ResNet-{6 * n + 2} (n={n})", spec, n, c))
         rows.append(("ResNet-152 (specs/resnet152.yaml)", RESNET152, None, node_count(RESNET152)))
 
-        builds = {spec: time_build(spec, args.reps, scratch) for _, spec, _, _ in rows}
-        _, _, phase_out = run([sys.executable, "-c", PHASES_CHILD, str(args.reps), "specs/lenet5.yaml"]
-                              + [spec for _, spec, _, _ in rows])
-        phases = json.loads(phase_out)
+        builds: dict[str, list[tuple[float, float]]] = {spec: [] for _, spec, _, _ in rows}
+        for _ in range(args.reps):   # round-robin over the specs, so a change in load hits all alike
+            for _, spec, _, _ in rows:
+                builds[spec] += time_build(spec, 1, scratch)
+        phases, imports = {}, []
+        for _, spec, _, _ in rows:   # one fresh child process per spec, as `archspec build` would be
+            _, _, phase_out = run([sys.executable, "-c", PHASES_CHILD, str(args.reps), "specs/lenet5.yaml", spec])
+            got = json.loads(phase_out)
+            phases[spec] = got["specs"][spec]
+            imports.append(got["import_s"])
 
-        print(f"(b) growth with depth: whole-process `archspec build -o <fresh tmpdir>` and the in-process build "
-              f"(median of {args.reps} each)")
+        print(f"(b) growth with depth: whole-process `archspec build -o <fresh tmpdir>` (median of {args.reps}) and "
+              f"the in-process build (render_specs + write_outputs; median and min of {args.reps})")
         hdr = (f"    {'spec':42} {'nodes':>6} | {'build wall':>10} {'s/1k nodes':>10} {'build CPU':>9} "
-               f"{'s/1k nodes':>10} | {'in-proc wall':>12} {'s/1k nodes':>10} {'in-proc CPU':>11} {'s/1k nodes':>10}")
+               f"{'s/1k nodes':>10} | {'in-proc wall':>12} {'s/1k nodes':>10} {'CPU min':>8} {'s/1k nodes':>10}")
         print(hdr)
         print("    " + "-" * (len(hdr) - 4))
-        table = []   # (label, nodes, build wall, build cpu, in-proc wall, in-proc cpu)
+        table = []   # (label, nodes, build wall, build cpu, in-proc wall, in-proc cpu min)
         for label, spec, _, nodes in rows:
             bw = statistics.median(w for w, _ in builds[spec])
             bc = statistics.median(c for _, c in builds[spec])
-            ph = phases["specs"][spec]
-            table.append((label, nodes, bw, bc, ph["total"], ph["total_cpu"]))
+            ph = phases[spec]
+            table.append((label, nodes, bw, bc, ph["total"], ph["total_cpu_min"]))
             print(f"    {label:42} {nodes:>6,} | {fmt_s(bw):>10} {1000 * bw / nodes:>10.3f} {fmt_s(bc):>9} "
                   f"{1000 * bc / nodes:>10.3f} | {fmt_s(ph['total']):>12} {1000 * ph['total'] / nodes:>10.4f} "
-                  f"{fmt_s(ph['total_cpu']):>11} {1000 * ph['total_cpu'] / nodes:>10.4f}")
+                  f"{fmt_s(ph['total_cpu_min']):>8} {1000 * ph['total_cpu_min'] / nodes:>10.4f}")
+        print("    build = whole process, start-up included (wall; CPU = user + sys of the process);")
+        print("    in-proc = render_specs + write_outputs in a process that has imported archspec and built a")
+        print("    warm-up spec (wall median; CPU min, the figure a loaded machine disturbs least).")
         print()
-        print(f"    in-process phases, wall seconds (child process; imports took {phases['import_s']:.2f} s there, "
-              f"a warm-up spec was rendered first):")
+        print(f"    in-process phases, wall seconds, median of {args.reps} (one child process per spec; its imports "
+              f"took {min(imports):.2f}-{max(imports):.2f} s):")
         print(f"    {'spec':42} {'load':>8} {'lower':>8} {'render':>8} {'write':>8}")
         for label, spec, _, _ in rows:
-            ph = phases["specs"][spec]
+            ph = phases[spec]
             print(f"    {label:42} {ph['load']:>8.3f} {ph['lower']:>8.3f} {ph['render']:>8.3f} {ph['write']:>8.3f}")
-        print("    load = load_networks; lower = lower(net), shown for scale; render = render_specs (loads again,")
-        print("    lowers twice: symbolic + plain, generates code, Jinja2, parse check); write = write_outputs.")
-        print("    in-proc = render + write: what `archspec build` does after start-up.")
+        print("    load = load_networks; lower = lower(net), timed on its own for scale; render = render_specs")
+        print("    (loads again, lowers twice, symbolic + plain, generates code, Jinja2, parse check);")
+        print("    write = write_outputs.")
         print()
 
         cifar = [t for t in table if not t[0].startswith("ResNet-152")]
@@ -320,27 +364,22 @@ def main() -> int:
             why = ("linear (within 2x)" if ok else
                    "SUPERLINEAR (time per node grows > 2x)" if ratio > 2.0 else
                    "not within 2x: a fixed cost dominates the small spec (time per node falls > 2x)")
-            print(f"    {what:20} {1000 * ps:8.4f} s/1k nodes ({small[1]:,} nodes) -> {1000 * pl:8.4f} s/1k nodes "
-                  f"({large[1]:,} nodes): ratio {ratio:.2f} -> {why}")
+            print(f"    {what:22} {1000 * ps:8.4f} -> {1000 * pl:8.4f} s/1k nodes: ratio {ratio:5.2f} -> {why}")
             return ok
 
-        print("    growth, time per node of the smallest vs the largest CIFAR spec:")
-        verdict(2, "build, wall")
-        verdict(3, "build, CPU")
-        verdict(4, "in-process, wall")
-        lin = verdict(5, "in-process, CPU")
-        print("    marginal cost per 1,000 extra nodes, for each step up in size (wall / CPU):")
+        print(f"    growth: time per node, smallest ({small[1]:,} nodes) vs largest ({large[1]:,} nodes) CIFAR spec:")
+        verdict(2, "build, wall median")
+        verdict(3, "build, CPU median")
+        verdict(4, "in-process, wall med.")
+        lin = verdict(5, "in-process, CPU min")
+        print("    marginal cost per 1,000 extra nodes, for each step up in size:")
         steps = []
         for lo, hi in zip(cifar, cifar[1:]):
             dn = hi[1] - lo[1]
-            m = [1000 * (hi[i] - lo[i]) / dn for i in (2, 3, 4, 5)]
+            m = [1000 * (hi[i] - lo[i]) / dn for i in (2, 4, 5)]
             steps.append(m)
-            print(f"    {lo[1]:>6,} -> {hi[1]:>6,} nodes: build {m[0]:7.3f} / {m[1]:7.3f} s, "
-                  f"in-process {m[2]:7.3f} / {m[3]:7.3f} s")
-        if len(steps) >= 2 and steps[-2][3] > 0:
-            r = steps[-1][3] / steps[-2][3]
-            print(f"    in-process CPU: the last step costs {r:.2f}x per node what the step before it did -> "
-                  + ("no superlinear term visible (within 2x)" if r <= 2.0 else "SUPERLINEAR"))
+            print(f"    {lo[1]:>6,} -> {hi[1]:>6,} nodes: build wall {m[0]:7.3f} s, in-process wall {m[1]:7.3f} s, "
+                  f"in-process CPU min {m[2]:7.3f} s")
         print()
 
         # ---- (c) goal
@@ -349,20 +388,23 @@ def main() -> int:
         bc152 = statistics.median(c for _, c in r152)
         print(f"    ResNet-152 whole-process wall median {fmt_s(med152)} (min {fmt_s(min152)}) -> "
               f"{'met' if met152 else 'NOT met'}; CPU median {fmt_s(bc152)}")
-        print(f"    growth (in-process CPU time per node, smallest vs largest, within 2x) -> "
+        print(f"    growth (in-process CPU min per node, smallest vs largest CIFAR spec, within 2x) -> "
               f"{'met' if lin else 'NOT met'}")
         print()
 
         if not met152 and not args.no_profile:
             _, _, prof = run([sys.executable, "-c", PROFILE_CHILD, RESNET152, "specs/lenet5.yaml", str(args.top)])
-            print(f"cProfile (CPU clock) of the in-process build of ResNet-152 (render_specs + write_outputs; "
-                  f"imports and a warm-up excluded), top {args.top} by cumulative time:")
-            lines = [l for l in prof.splitlines() if l.strip()]
-            start = next((i for i, l in enumerate(lines) if "ncalls" in l), 0)
-            print("    " + lines[0].strip())
-            for l in lines[start:]:
-                print("    " + l)
-            print()
+            cum, own = prof.split("@@@ by own time")
+            for title, part in (("cumulative time", cum), ("own time (tottime)", own)):
+                print(f"cProfile (CPU clock) of the in-process build of ResNet-152 (render_specs + write_outputs; "
+                      f"imports and a warm-up excluded), top {args.top} by {title}:")
+                lines = [l for l in part.splitlines() if l.strip()]
+                start = next((i for i, l in enumerate(lines) if "ncalls" in l), 0)
+                print("    " + lines[0].strip())
+                for l in lines[start:]:
+                    print("    " + l.replace(str(ROOT) + "/", ""))
+                print()
+            print_import_times(args.top)
 
         print(f"load avg : {load_before} before, {loadavg()} after (1/5/15 min; {os.cpu_count()} CPUs)")
         print(f"machine  : {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")

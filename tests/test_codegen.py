@@ -228,3 +228,13 @@ def test_bad_init_is_one_error(tmp_path):
     assert r.stderr.splitlines()[0].endswith(
         "i.yaml:4:42: error: init.conv.weight.kaiming_normal.mode: kaiming_normal.mode is one of fan_in, "
         "fan_out, got 'fan_sideways'")
+
+
+def test_init_of_an_unknown_layer_is_caught_by_validate(tmp_path):
+    spec = tmp_path / "i.yaml"
+    spec.write_text("name: i\ninput: [3, 8, 8]\ninit:\n  layers: {fcc: {bias: 1}}\nnetwork:\n"
+                    "  c: {conv: {out: 4, kernel: 3}}\n  fc: [global_avgpool, flatten, {linear: 3}]\n")
+    r = CliRunner().invoke(app, ["validate", str(spec)])
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == [
+        f"{spec}:4:12: error: init.layers.fcc: init names the layer 'fcc', which has no weights in this network"]

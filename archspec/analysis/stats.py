@@ -6,7 +6,8 @@ Conventions (the same everywhere archspec prints a number):
   buffers and do not count. ``weights``: the same without biases (and without BN shifts).
 * ``macs``: multiply-accumulates of conv / linear / matmul for one image — what the ResNet paper
   calls FLOPs; ``torch.utils.flop_counter.FlopCounterMode`` reports twice this.
-* ``activations``: elements of every node's output for one image, the input included.
+* ``activations``: elements of every node's output for one image, the input included; an
+  identity (an empty block, a skipped layer) aliases its input and counts nothing.
 * ``neurons``: output elements of the layers with weights (conv, linear) — AlexNet's "650,000 neurons".
 * ``rf`` / ``jump``: receptive field and stride (in input pixels) of one output unit, per axis.
 """
@@ -77,8 +78,9 @@ def analyse(graph: Graph, ref: str = "") -> NetStats:
             r_out = tuple(r_in[a] + (d[a] * (k[a] - 1)) * j_in[a] for a in range(2))
             j_out = tuple(j_in[a] * s[a] for a in range(2))
         rf[node.id] = (r_out, j_out)  # type: ignore[assignment]
+        acts = 0 if "alias" in opdef.tags else numel(node.shape)
         layers.append(LayerStats(node.id, node.op, node.shape, counts.params, counts.weights,
-                                 counts.macs, numel(node.shape), r_out, j_out))  # type: ignore[arg-type]
+                                 counts.macs, acts, r_out, j_out))  # type: ignore[arg-type]
     neurons = sum(ls.activations for ls in layers if "weighted" in REGISTRY[ls.op].tags)
     return NetStats(
         name=graph.name, ref=ref, input=graph.input_shape, output=graph.output_shape,

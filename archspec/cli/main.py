@@ -194,7 +194,8 @@ def check(
         flagged = [r for r in rows if r.status in ("erratum", "variant")]
         table = [[r.spec, r.metric, r.paper, r.archspec,
                   "" if r.delta_pct is None else f"{r.delta_pct:+.2f}", r.source,
-                  "ok" if r.status == "pass" else "MISMATCH"] for r in main_rows]
+                  "ok" if r.status == "pass" else ("MISMATCH: " + r.note if r.note else "MISMATCH")]
+                 for r in main_rows]
         _emit_table(["spec", "metric", "paper", "archspec", "Δ%", "source", "result"], table, fmt,
                     title="Paper numbers vs archspec")
         if flagged:
@@ -297,8 +298,15 @@ def _val(v) -> str:
 # --------------------------------------------------------------------------------- validate
 @app.command()
 def validate(specs: list[str] = typer.Argument(..., help="spec files or FILE:COLUMN")) -> None:
-    """Parse and shape-check only."""
+    """Parse, shape-check and render in memory (nothing is written)."""
     results = _guard(lambda: _compile_all(specs))
+
+    def render():  # what build would reject (init:, code-generation limits), without writing
+        from pathlib import Path
+
+        from ..codegen import render_specs
+        render_specs(_refs(specs), Path("generated"))
+    _guard(render)
     for net, g, st in results:
         print(f"{st.ref}: ok — {st.name}, {len(g) - 1} nodes, {_shape(st.input)} -> {_shape(st.output)}")
 

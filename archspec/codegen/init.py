@@ -41,6 +41,10 @@ INITIALISERS: dict[str, tuple[str, dict[str, type | tuple]]] = {
 TENSORS = ("weight", "bias")
 
 
+def layers_mark(holder: Any, key: Any):
+    return holder.key_marks.get(key) if isinstance(holder, LocDict) else None
+
+
 def _mark(holder: Any, key: Any):
     return holder.mark_of(key) if isinstance(holder, LocDict) else None
 
@@ -86,7 +90,7 @@ def _call(spec: Any, target: str, holder: Any, key: Any, path: tuple) -> str:
     return f"nn.init.{fn}({', '.join(parts)})"
 
 
-def render_init(net: Network, module_classes: dict[str, set[str]]) -> list[str]:
+def render_init(net: Network, module_classes: dict[str, set[str]], known: set[str] | None = None) -> list[str]:
     """Lines of ``reset_parameters`` for ``net`` (empty: PyTorch's default initialisation)."""
     spec = net.raw.get("init")
     if not spec:
@@ -128,6 +132,12 @@ def render_init(net: Network, module_classes: dict[str, set[str]]) -> list[str]:
         if not isinstance(rules, dict):
             raise SpecError("a layer's init is {weight: ..., bias: ...}", mark=_mark(layers, lname),
                             path=("init", "layers", lname), code="bad_init")
+        if known is not None and str(lname) not in known:
+            import difflib
+            close = difflib.get_close_matches(str(lname), sorted(known), n=1)
+            raise SpecError(f"init names the layer '{lname}', which has no weights in this network",
+                            mark=layers_mark(layers, lname), path=("init", "layers", lname),
+                            code="bad_init", hint=f"did you mean '{close[0]}'?" if close else None)
         for t, init in rules.items():
             if t not in TENSORS:
                 raise SpecError(f"init sets weight and bias, not '{t}'", mark=_mark(rules, t),

@@ -38,8 +38,8 @@ __all__ = ["lower", "META_KEYS", "MERGES"]
 META_KEYS = ("name", "repeat", "first", "when", "else", "from", "expect")
 #: ops that take branches as well as references
 MERGES = ("add", "concat", "mul")
-#: combinators that are not ops
-COMBINATORS = ("dense",)
+#: combinators that are not ops (none yet)
+COMBINATORS: tuple[str, ...] = ()
 MAX_DEPTH = 200
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -355,7 +355,10 @@ class Lowerer:
                     return self.layer(cell.body, x, fr, cenv, cell.mark, ("cells", cell.pattern), name)
                 finally:
                     self.active_cells.discard(cell.pattern)
-        if self.is_callable(word) and word not in MERGES and word not in COMBINATORS:
+        if word in MERGES:
+            raise self.err(f"'{word}' needs branches or inputs", mark, path,
+                           f"write {{{word}: [branch, branch]}} or {{{word}: {{}}, from: [a, b]}}", "bad_call")
+        if self.is_callable(word) and word not in COMBINATORS:
             return self.call({word: None}, word, x, fr, env, mark, path, name)
         self.unknown(word, mark, path, parent_op=None)
         raise AssertionError("unreachable")

@@ -184,6 +184,19 @@ def _merge(base: LocDict, child: LocDict, deep: tuple[str, ...] = MERGED_BY_KEY)
 
 
 def _read(path: str) -> LocDict:
+    data = _read_raw(path)
+    incs = data.get("include")
+    if isinstance(incs, LocList):
+        # include: paths are relative to the file that names them, also when another file extends it
+        fixed = LocList(os.path.abspath(os.path.join(os.path.dirname(path), i)) if isinstance(i, str) else i
+                        for i in incs)
+        fixed.mark, fixed.item_marks = incs.mark, incs.item_marks
+        fixed.raw = {i: v for i, v in enumerate(incs) if isinstance(v, str)}  # as written, for messages
+        dict.__setitem__(data, "include", fixed)
+    return data
+
+
+def _read_raw(path: str) -> LocDict:
     data = load_yaml(path)
     if data is None:
         raise SpecError("the spec is empty", mark=Mark(path, 1, 1), code="empty",
@@ -201,7 +214,8 @@ def _relative(doc: LocDict, key: str, value: Any, path: str, idx: int | None = N
     target = os.path.normpath(os.path.join(os.path.dirname(path), value))
     if not os.path.isfile(target):
         mark = doc.mark_of(key) if idx is None else doc[key].mark_of(idx)
-        raise SpecError(f"no such file '{value}' (looked for {target})", mark=mark,
+        written = doc[key].raw.get(idx, value) if idx is not None and isinstance(doc[key], LocList) else value
+        raise SpecError(f"no such file '{written}' (looked for {target})", mark=mark,
                         path=(key,) if idx is None else (key, idx), code="missing_file",
                         hint="paths are relative to the file that names them")
     return target
@@ -462,6 +476,8 @@ def _network(path: str, doc: SpecDoc, raw: LocDict, raw_cols: LocDict, col: str 
         colraw = raw_cols[col]
         colvals = dict(colraw)
     name = colvals.get("name") if isinstance(colvals.get("name"), str) else None
+    if doc.column is not None and "name" in raw:
+        name = doc.name  # a file that selects a column names its network
     if name is None:
         if single:
             name = doc.name

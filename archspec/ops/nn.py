@@ -396,7 +396,8 @@ register(OpDef(
 ))
 
 register(OpDef(
-    name="identity", attrs=NoAttrs, family="shape", doc="Identity. Shape unchanged.",
+    name="identity", attrs=NoAttrs, family="shape", tags=frozenset({"alias"}),
+    doc="Identity. Shape unchanged; it aliases its input, so it counts no activations.",
     infer=lambda a, ins: ins[0],
     emit=lambda a, i, o: Emit(module="nn.Identity()", call="{0}"),
 ))

@@ -42,7 +42,8 @@ def spec_schema() -> dict[str, Any]:
             continue
         attrs = _loosen(op.attrs.model_json_schema())
         attrs["description"] = op.doc
-        call_props[name] = {"anyOf": [attrs, {"type": "null"}, {"type": ["array", "integer", "number", "string"]}],
+        call_props[name] = {"anyOf": [attrs, {"type": "null"}, {"type": ["array", "integer", "number", "string"]},
+                                      {"$ref": "#/$defs/Layer"}],  # or a layer named like the op
                             "description": op.doc}
     defs["Layer"] = {
         "description": "A layer: an op, block or cell name ('relu', 'conv3-64', '$param'); a list (a "

@@ -21,13 +21,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Conv5x5Direct28x28x192", "build"]
+__all__ = ["Conv5x5", "Conv5x5Direct28x28x192", "build"]
 
 
-class Conv5x5Direct28x28x192(nn.Module):
-    """Going Deeper with Convolutions — a 5×5 conv without a 1×1 reduction (seed notes' worked example) — Szegedy, Liu, Jia et al. 2014, arXiv:1409.4842."""
+class Conv5x5(nn.Module):
+    """The 'conv5x5' group of layers."""
 
-    def __init__(self, num_classes: int = 1, init_weights: bool = True) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(192, 32, kernel_size=5, padding=2)
         self.relu = nn.ReLU(inplace=True)
@@ -35,6 +35,18 @@ class Conv5x5Direct28x28x192(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(x)
         x = self.relu(x)
+        return x
+
+
+class Conv5x5Direct28x28x192(nn.Module):
+    """Going Deeper with Convolutions — a 5×5 conv without a 1×1 reduction (seed notes' worked example) — Szegedy, Liu, Jia et al. 2014, arXiv:1409.4842."""
+
+    def __init__(self, num_classes: int = 1, init_weights: bool = True) -> None:
+        super().__init__()
+        self.conv5x5 = Conv5x5()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv5x5(x)
         return x
 
 

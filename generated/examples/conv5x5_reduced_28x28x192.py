@@ -21,7 +21,35 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Conv5x5Reduced28x28x192", "build"]
+__all__ = ["Reduce", "Conv5x5", "Conv5x5Reduced28x28x192", "build"]
+
+
+class Reduce(nn.Module):
+    """The 'reduce' group of layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(192, 16, kernel_size=1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        x = self.relu(x)
+        return x
+
+
+class Conv5x5(nn.Module):
+    """The 'conv5x5' group of layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(16, 32, kernel_size=5, padding=2)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        x = self.relu(x)
+        return x
 
 
 class Conv5x5Reduced28x28x192(nn.Module):
@@ -29,16 +57,12 @@ class Conv5x5Reduced28x28x192(nn.Module):
 
     def __init__(self, num_classes: int = 1, init_weights: bool = True) -> None:
         super().__init__()
-        self.reduce = nn.Conv2d(192, 16, kernel_size=1)
-        self.relu_reduce = nn.ReLU(inplace=True)
-        self.conv = nn.Conv2d(16, 32, kernel_size=5, padding=2)
-        self.relu = nn.ReLU(inplace=True)
+        self.reduce = Reduce()
+        self.conv5x5 = Conv5x5()
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.reduce(x)
-        x = self.relu_reduce(x)
-        x = self.conv(x)
-        x = self.relu(x)
+        x = self.conv5x5(x)
         return x
 
 
