@@ -19,19 +19,21 @@ Usage (from the repository root)::
     average pool; FC 10) for n = 9, 18, 200 (ResNet-56, -110, -1202), plus the same network
     with n chosen so that the graph has >= K nodes (default 10,000). The specs are written to
     a temporary folder from the template below; node counts come from ``archspec validate``.
-    For each spec: ``archspec build`` as a whole process (median of M runs, default 3), and
-    the in-process phases (median of M, in one child process that has already imported
-    archspec and rendered one warm-up spec): ``load_networks``, ``lower`` (the plain
-    lowering), ``render_specs`` (the whole in-memory build: load again, symbolic + plain
-    lowering, code generation, Jinja2, a parse check) and ``write_outputs``; wall
-    (``perf_counter``) and CPU (``process_time``). Growth is called linear when the time per
-    node of the largest spec is within 2x of that of the smallest; the marginal cost per
+    For each spec: ``archspec build`` as a whole process (median of M runs, default 3, the
+    specs taken round-robin), and the in-process phases (M runs in a fresh child process per
+    spec that has already imported archspec and rendered one warm-up spec): ``load_networks``,
+    ``lower`` (the plain lowering), ``render_specs`` (the whole in-memory build: load again,
+    symbolic + plain lowering, code generation, Jinja2, a parse check) and ``write_outputs``;
+    wall (``perf_counter``, median) and CPU (``process_time``, min). Growth is called linear
+    when the in-process CPU time per node of the largest CIFAR spec is within 2x of that of
+    the smallest (the ratio is printed for the other measures too); the marginal cost per
     extra node of each step up in size is printed too, since a fixed cost makes the
     smallest spec's time per node large without any superlinear term.
 (c) The goal line. If the ResNet-152 median misses the goal, a cProfile of the in-process
-    build of ResNet-152 follows (top entries by cumulative CPU time, imports and a warm-up
-    excluded; ``--no-profile`` skips it), and the imports that cost the most start-up time
-    (``python -X importtime``, median of 3 runs, self times summed per top-level package).
+    build of ResNet-152 follows (top entries by cumulative and by own CPU time, imports and a
+    warm-up excluded, the fastest of 3 profiles; ``--no-profile`` skips it), and the imports
+    that cost the most start-up time (``python -X importtime``, median of 3 runs, self times
+    summed per top-level package).
 
 This file imports only the standard library; archspec runs in child processes.
 """
@@ -140,12 +142,18 @@ from archspec.codegen.writer import render_specs, write_outputs
 spec, warm, top = sys.argv[1], sys.argv[2], int(sys.argv[3])
 tmp = Path(tempfile.mkdtemp(prefix="archspec-prof-"))
 render_specs([warm], tmp / "warm")
-pr = cProfile.Profile(time.process_time)   # CPU time: a loaded machine distorts wall time
-pr.enable()
-write_outputs(render_specs([spec], tmp / "out"))
-pr.disable()
+best = None
+for r in range(3):   # the VM's clocks jump now and then under load: keep the fastest of 3 profiles
+    pr = cProfile.Profile(time.process_time)   # CPU time: a loaded machine distorts wall time
+    pr.enable()
+    write_outputs(render_specs([spec], tmp / f"out{r}"))
+    pr.disable()
+    st = pstats.Stats(pr)
+    if best is None or st.total_tt < best.total_tt:
+        best = st
 s = io.StringIO()
-st = pstats.Stats(pr, stream=s)
+st = best
+st.stream = s
 st.sort_stats("cumulative").print_stats(top)
 s.write("\n@@@ by own time\n")
 st.sort_stats("tottime").print_stats(top)
@@ -397,7 +405,7 @@ def main() -> int:
             cum, own = prof.split("@@@ by own time")
             for title, part in (("cumulative time", cum), ("own time (tottime)", own)):
                 print(f"cProfile (CPU clock) of the in-process build of ResNet-152 (render_specs + write_outputs; "
-                      f"imports and a warm-up excluded), top {args.top} by {title}:")
+                      f"imports and a warm-up excluded; fastest of 3), top {args.top} by {title}:")
                 lines = [l for l in part.splitlines() if l.strip()]
                 start = next((i for i, l in enumerate(lines) if "ncalls" in l), 0)
                 print("    " + lines[0].strip())

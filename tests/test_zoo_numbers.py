@@ -144,3 +144,23 @@ def test_printed_numbers_carry_their_precision(text, value, tol):
 def test_tolerance_override():
     assert parse_printed("3.8G", "exact").tol == 0
     assert parse_printed("200M", "1%").tol == 2_000_000
+
+
+def test_stats_check_build_never_import_torch(tmp_path):
+    """The static path stays torch-free (speed): run the commands in a fresh interpreter."""
+    import subprocess
+    import sys
+    code = (
+        "import sys\n"
+        "from archspec.cli.main import app\n"
+        f"for args in (['stats', 'specs/torchvision/resnet50.yaml'], ['check', 'specs/vgg.yaml'],\n"
+        f"             ['build', 'specs/resnet50.yaml', '-o', {str(tmp_path)!r}], ['validate', 'specs/lenet5.yaml']):\n"
+        "    try:\n"
+        "        app(args)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code in (0, None), (args, e.code)\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "resnet50.py").is_file()

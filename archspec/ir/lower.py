@@ -17,6 +17,7 @@ Naming, which the code generator turns into module attributes (and so into ``sta
 from __future__ import annotations
 
 import difflib
+import gc
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -826,5 +827,14 @@ def _last_path(g: Graph, out: str, fr: Frame, name: str | None) -> str:
 
 
 def lower(net: Network, symbolic: bool = False) -> Graph:
-    """Lower one network to its graph (shapes inferred); ``symbolic`` for code generation."""
-    return Lowerer(net, symbolic).run()
+    """Lower one network to its graph (shapes inferred); ``symbolic`` for code generation.
+
+    The cyclic garbage collector is paused meanwhile: lowering allocates many small objects and
+    frees none, so collections only cost time (and made big graphs grow superlinearly)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return Lowerer(net, symbolic).run()
+    finally:
+        if was_enabled:
+            gc.enable()
