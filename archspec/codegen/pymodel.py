@@ -276,18 +276,15 @@ class Generator:
             info = self.g.modules[p]
             kind = info.block if info.kind == "block" else "group:" + p
             by_kind.setdefault(kind, []).append(p)
-        # deeper instances first, so nested classes are named before their users render
+        # a kind is unified at its deepest instance; a block's nested kinds sit deeper still, so
+        # they are named before any instance that uses them is rendered
         done: set[str] = set()
         for p in blocks:
             info = self.g.modules[p]
             kind = info.block if info.kind == "block" else "group:" + p
-            if kind in done:
-                continue
-            insts = [q for q in by_kind[kind]]
-            if any(self._depth_pending(q, done, by_kind) for q in insts):
-                pass
-            done.add(kind)
-            self.unify(kind, insts)
+            if kind not in done:
+                done.add(kind)
+                self.unify(kind, by_kind[kind])
         children, out = self.scope("")
         net_scope = Scope("", "network", children, out,
                           params=[("num_classes", "int", repr(self.net.num_classes))])
@@ -295,9 +292,6 @@ class Generator:
 
     def _order(self, path: str) -> int:
         return self._first.get(path, 0)
-
-    def _depth_pending(self, q, done, by_kind) -> bool:
-        return False
 
     def unify(self, kind: str, paths: list[str]) -> None:
         scopes: list[Scope] = []
@@ -325,7 +319,6 @@ class Generator:
             if kind.startswith("group:"):
                 doc = f"The '{sc.path}' group of layers."
             else:
-                blk = self.net.raw.get("blocks", {}).get(kind) if isinstance(self.net.raw.get("blocks"), dict) else None
                 bdoc = self.net.doc.blocks[kind].doc if kind in self.net.doc.blocks else None
                 doc = _safe_doc(bdoc) if bdoc else f"The '{kind}' block of the spec."
                 if len(groups) > 1:

@@ -174,9 +174,7 @@ class Lowerer:
         ok = bool(self.value(_strict_text(cond_value), env, mark, path + ("when",)))
         if self.symbolic and self.block_depth and isinstance(text, str):
             return ok, self.guard_text(text, env, mark, path + ("when",))
-        if self.symbolic and self.block_depth and isinstance(text, bool):
-            return ok, None
-        return ok, None
+        return ok, None  # a literal true/false, or a condition outside blocks: decided here
 
     def otherwise(self, expr: dict, x: str, fr: Frame, mark: Mark | None, path: tuple) -> str:
         """What a layer whose when: is false stands for: its else: reference, or its input."""
@@ -287,7 +285,7 @@ class Lowerer:
             metas = [k for k in expr if k in META_KEYS]
             if len(heads) == 1 and not self.layerish(expr[heads[0]]):
                 # {cnov: {out: 16}} or {maxpoool: 2}: a call of something that does not exist
-                self.unknown(str(heads[0]), _key_mark(expr, heads[0], mark), path, parent_op=None)
+                self.unknown(str(heads[0]), _key_mark(expr, heads[0], mark), path)
             if len(heads) > 1 and not metas and not any(self.layerish(v) for v in expr.values()):
                 raise self.err(f"expected a layer, got the attributes {', '.join(map(str, heads))}", mark, path,
                                "a call names its op: {conv: {out: 64, kernel: 3}}", "not_a_layer")
@@ -319,7 +317,7 @@ class Lowerer:
                     self.graph.layer_expects[fr.child_path(str(head))] = (expr["expect"], expr)
                 return out
             if metas:  # one head that is not callable, with call keys: an unknown op
-                self.unknown(str(heads[0]), _key_mark(expr, heads[0], mark), path, parent_op=None)
+                self.unknown(str(heads[0]), _key_mark(expr, heads[0], mark), path)
             return self.group(expr, x, fr, env, mark, path, name)
         raise self.err(f"expected a layer, got {type(expr).__name__}", mark, path, code="type")
 
@@ -361,10 +359,10 @@ class Lowerer:
                            f"write {{{word}: [branch, branch]}} or {{{word}: {{}}, from: [a, b]}}", "bad_call")
         if self.is_callable(word) and word not in COMBINATORS:
             return self.call({word: None}, word, x, fr, env, mark, path, name)
-        self.unknown(word, mark, path, parent_op=None)
+        self.unknown(word, mark, path)
         raise AssertionError("unreachable")
 
-    def unknown(self, word: str, mark: Mark | None, path: tuple, parent_op: str | None) -> None:
+    def unknown(self, word: str, mark: Mark | None, path: tuple) -> None:
         vocab = sorted(set(self.net.blocks) | {c.pattern for c in self.net.cells}
                        | {n for n, o in REGISTRY.items() if not o.internal} | set(MERGES) | set(COMBINATORS))
         close = difflib.get_close_matches(word, vocab, n=3)
@@ -744,14 +742,6 @@ class Lowerer:
 def _printable(text: str) -> str:
     text = text if len(text) <= 40 else text[:37] + "..."
     return text.encode("unicode_escape").decode("ascii")
-
-
-def _looks_like_attrs(v: Any) -> bool:
-    """``{out: 16, kernel: 3}``: numbers (or lists of numbers), not layers."""
-    def scalar(x: Any) -> bool:
-        return x is None or isinstance(x, (bool, int, float)) or (
-            isinstance(x, list) and all(isinstance(i, (int, float)) for i in x))
-    return isinstance(v, dict) and len(v) > 0 and all(scalar(x) for x in v.values())
 
 
 def _hint(name: str) -> str:
