@@ -24,7 +24,8 @@ Usage (from the repository root)::
     spec that has already imported archspec and rendered one warm-up spec): ``load_networks``,
     ``lower`` (the plain lowering), ``render_specs`` (the whole in-memory build: load again,
     symbolic + plain lowering, code generation, Jinja2, a parse check) and ``write_outputs``;
-    wall (``perf_counter``, median) and CPU (``process_time``, min). Growth is called linear
+    wall (``perf_counter``, median) and CPU (``process_time``, min); the render runs with the
+    garbage collector paused, as the CLI runs it (archspec._gc). Growth is called linear
     when the in-process CPU time per node of the largest CIFAR spec is within 2x of that of
     the smallest (the ratio is printed for the other measures too); the marginal cost per
     extra node of each step up in size is printed too, since a fixed cost makes the
@@ -110,6 +111,7 @@ import archspec.cli.main
 from archspec.load import load_networks
 from archspec.ir import lower
 from archspec.codegen.writer import render_specs, write_outputs
+from archspec._gc import paused_gc          # the CLI runs the build with the collector paused
 t_import = time.perf_counter() - t0
 reps, specs, warm = int(sys.argv[1]), sys.argv[3:], sys.argv[2]
 tmp = Path(tempfile.mkdtemp(prefix="archspec-phases-"))
@@ -121,7 +123,9 @@ for spec in specs:
         c0 = time.process_time()
         t0 = time.perf_counter(); nets = load_networks(spec)
         t1 = time.perf_counter(); graphs = [lower(n) for n in nets]
-        t2 = time.perf_counter(); c2 = time.process_time(); outs = render_specs([spec], tmp / f"o{r}")
+        t2 = time.perf_counter(); c2 = time.process_time()
+        with paused_gc():
+            outs = render_specs([spec], tmp / f"o{r}")
         t3 = time.perf_counter(); write_outputs(outs)
         t4 = time.perf_counter(); c4 = time.process_time()
         # total = what `build` does after start-up: render_specs (which loads) + write_outputs
@@ -138,6 +142,7 @@ PROFILE_CHILD = r"""
 import cProfile, io, pstats, shutil, sys, tempfile, time
 from pathlib import Path
 import archspec.cli.main
+from archspec._gc import paused_gc
 from archspec.codegen.writer import render_specs, write_outputs
 spec, warm, top = sys.argv[1], sys.argv[2], int(sys.argv[3])
 tmp = Path(tempfile.mkdtemp(prefix="archspec-prof-"))
@@ -146,7 +151,8 @@ best = None
 for r in range(3):   # the VM's clocks jump now and then under load: keep the fastest of 3 profiles
     pr = cProfile.Profile(time.process_time)   # CPU time: a loaded machine distorts wall time
     pr.enable()
-    write_outputs(render_specs([spec], tmp / f"out{r}"))
+    with paused_gc():
+        write_outputs(render_specs([spec], tmp / f"out{r}"))
     pr.disable()
     st = pstats.Stats(pr)
     if best is None or st.total_tt < best.total_tt:

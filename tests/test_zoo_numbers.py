@@ -164,3 +164,13 @@ def test_stats_check_build_never_import_torch(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "resnet50.py").is_file()
+
+
+def test_cli_pauses_the_garbage_collector_only_while_it_works():
+    import gc
+
+    from archspec.cli.main import _guard
+
+    seen = _guard(gc.isenabled)
+    assert seen is False
+    assert gc.isenabled() is True

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
+from .._gc import paused_gc
 from ..errors import SpecError
 
 __all__ = ["app", "main"]
@@ -46,8 +47,11 @@ def _fail(err: SpecError) -> None:
 
 
 def _guard(fn: Callable[[], Any]) -> Any:
+    """Run one command's pipeline work: spec errors become one line and exit 1; the cyclic garbage
+    collector is paused, which keeps build time linear in the size of the network (archspec._gc)."""
     try:
-        return fn()
+        with paused_gc():
+            return fn()
     except SpecError as err:
         _fail(err)
     except RecursionError:

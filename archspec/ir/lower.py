@@ -17,7 +17,6 @@ Naming, which the code generator turns into module attributes (and so into ``sta
 from __future__ import annotations
 
 import difflib
-import gc
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .._gc import paused_gc
 from ..errors import Mark, SpecError
 from ..load.loader import REQUIRED, TYPES, Block, Network, pydantic_error
 from ..ops import REGISTRY, OpError, Shape, get_op
@@ -819,12 +819,6 @@ def _last_path(g: Graph, out: str, fr: Frame, name: str | None) -> str:
 def lower(net: Network, symbolic: bool = False) -> Graph:
     """Lower one network to its graph (shapes inferred); ``symbolic`` for code generation.
 
-    The cyclic garbage collector is paused meanwhile: lowering allocates many small objects and
-    frees none, so collections only cost time (and made big graphs grow superlinearly)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    The cyclic garbage collector is paused meanwhile (see archspec._gc)."""
+    with paused_gc():
         return Lowerer(net, symbolic).run()
-    finally:
-        if was_enabled:
-            gc.enable()
