@@ -21,7 +21,8 @@ __all__ = ["AlexNet", "build"]
 
 
 class AlexNet(nn.Module):
-    """ImageNet Classification with Deep Convolutional Neural Networks — Krizhevsky, Sutskever, Hinton 2012, NeurIPS 2012."""
+    """ImageNet Classification with Deep Convolutional Neural Networks — Krizhevsky, Sutskever,
+    Hinton 2012, NeurIPS 2012."""
 
     def __init__(self, num_classes: int = 1000, init_weights: bool = True) -> None:
         super().__init__()

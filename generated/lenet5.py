@@ -25,7 +25,8 @@ __all__ = ["LeNet5", "build"]
 
 
 class LeNet5(nn.Module):
-    """Gradient-Based Learning Applied to Document Recognition — LeCun, Bottou, Bengio et al. 1998, Proc. IEEE."""
+    """Gradient-Based Learning Applied to Document Recognition — LeCun, Bottou, Bengio et al. 1998,
+    Proc. IEEE."""
 
     def __init__(self, num_classes: int = 10, init_weights: bool = True) -> None:
         super().__init__()

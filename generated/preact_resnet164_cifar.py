@@ -37,7 +37,9 @@ class PreActBottleneck(nn.Module):
         )
         self.downsample = None
         if stride != 1 or in_channels != planes * 4:
-            self.downsample = nn.Conv2d(in_channels, planes * 4, kernel_size=1, stride=stride, bias=False)
+            self.downsample = nn.Conv2d(
+                in_channels, planes * 4, kernel_size=1, stride=stride, bias=False
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.preact(x)
@@ -48,7 +50,8 @@ class PreActBottleneck(nn.Module):
 
 
 class PreActResNet164CIFAR(nn.Module):
-    """Identity Mappings in Deep Residual Networks — ResNet-164 (pre-activation) — He, Zhang, Ren et al. 2016, arXiv:1603.05027."""
+    """Identity Mappings in Deep Residual Networks — ResNet-164 (pre-activation) — He, Zhang, Ren et
+    al. 2016, arXiv:1603.05027."""
 
     def __init__(self, num_classes: int = 10, init_weights: bool = True) -> None:
         super().__init__()
@@ -93,5 +96,6 @@ class PreActResNet164CIFAR(nn.Module):
 
 
 def build(num_classes: int = 10, **overrides) -> PreActResNet164CIFAR:
-    """PreActResNet164CIFAR with 1,703,258 parameters at 10 classes (specs/preact_resnet164_cifar.yaml)."""
+    """PreActResNet164CIFAR with 1,703,258 parameters at 10 classes
+    (specs/preact_resnet164_cifar.yaml)."""
     return PreActResNet164CIFAR(num_classes=num_classes, **overrides)

@@ -31,7 +31,13 @@ class Shortcut(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
-        x = nn.functional.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.out - self.in_channels)) if self.use_pad_shortcut else x
+        x = (
+            nn.functional.pad(
+                x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.out - self.in_channels)
+            )
+            if self.use_pad_shortcut
+            else x
+        )
         return x
 
 
@@ -40,7 +46,9 @@ class Basic(nn.Module):
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.conv = nn.Conv2d(
+            in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False
+        )
         self.bn = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv_1 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
@@ -61,7 +69,8 @@ class Basic(nn.Module):
 
 
 class ResNet110CIFAR(nn.Module):
-    """Deep Residual Learning for Image Recognition — CIFAR-10 networks — He, Zhang, Ren et al. 2015, arXiv:1512.03385."""
+    """Deep Residual Learning for Image Recognition — CIFAR-10 networks — He, Zhang, Ren et al.
+    2015, arXiv:1512.03385."""
 
     def __init__(self, num_classes: int = 10, init_weights: bool = True) -> None:
         super().__init__()

@@ -54,7 +54,9 @@ class Basic(nn.Module):
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.conv = nn.Conv2d(
+            in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False
+        )
         self.bn = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv_1 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
@@ -75,7 +77,8 @@ class Basic(nn.Module):
 
 
 class ResNet34B(nn.Module):
-    """Deep Residual Learning for Image Recognition — ResNet-34 B — He, Zhang, Ren et al. 2015, arXiv:1512.03385."""
+    """Deep Residual Learning for Image Recognition — ResNet-34 B — He, Zhang, Ren et al. 2015,
+    arXiv:1512.03385."""
 
     def __init__(self, num_classes: int = 1000, init_weights: bool = True) -> None:
         super().__init__()

@@ -81,7 +81,8 @@ class Bottleneck(nn.Module):
 
 
 class ResNet50(nn.Module):
-    """Deep Residual Learning for Image Recognition — He, Zhang, Ren et al. 2015, arXiv:1512.03385."""
+    """Deep Residual Learning for Image Recognition — He, Zhang, Ren et al. 2015, arXiv:1512.03385.
+    """
 
     def __init__(self, num_classes: int = 1000, init_weights: bool = True) -> None:
         super().__init__()

@@ -38,7 +38,9 @@ class Bottleneck(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, width, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(width, width, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False)
+        self.conv2 = nn.Conv2d(
+            width, width, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(width)
         self.relu_1 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(width, planes * 4, kernel_size=1, bias=False)
@@ -68,7 +70,8 @@ class Bottleneck(nn.Module):
 
 
 class ResNeXt50_32x4d(nn.Module):
-    """Aggregated Residual Transformations for Deep Neural Networks — ResNeXt-50 (32×4d) — Xie, Girshick, Dollár et al. 2017, arXiv:1611.05431."""
+    """Aggregated Residual Transformations for Deep Neural Networks — ResNeXt-50 (32×4d) — Xie,
+    Girshick, Dollár et al. 2017, arXiv:1611.05431."""
 
     def __init__(self, num_classes: int = 1000, init_weights: bool = True) -> None:
         super().__init__()

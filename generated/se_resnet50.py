@@ -87,7 +87,8 @@ class SEResNetBottleneck(nn.Module):
 
 
 class SEResNet50(nn.Module):
-    """Squeeze-and-Excitation Networks — SE-ResNet-50 — Hu, Shen, Albanie et al. 2017, arXiv:1709.01507."""
+    """Squeeze-and-Excitation Networks — SE-ResNet-50 — Hu, Shen, Albanie et al. 2017,
+    arXiv:1709.01507."""
 
     def __init__(self, num_classes: int = 1000, init_weights: bool = True) -> None:
         super().__init__()

@@ -63,7 +63,9 @@ class SEResNeXtBottleneck(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, width, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(width, width, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False)
+        self.conv2 = nn.Conv2d(
+            width, width, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(width)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(width, planes * 4, kernel_size=1, bias=False)
@@ -95,7 +97,8 @@ class SEResNeXtBottleneck(nn.Module):
 
 
 class SEResNeXt50_32x4d(nn.Module):
-    """Squeeze-and-Excitation Networks — SE-ResNeXt-50 (32×4d) — Hu, Shen, Albanie et al. 2017, arXiv:1709.01507."""
+    """Squeeze-and-Excitation Networks — SE-ResNeXt-50 (32×4d) — Hu, Shen, Albanie et al. 2017,
+    arXiv:1709.01507."""
 
     def __init__(self, num_classes: int = 1000, init_weights: bool = True) -> None:
         super().__init__()
@@ -155,5 +158,6 @@ class SEResNeXt50_32x4d(nn.Module):
 
 
 def build(num_classes: int = 1000, **overrides) -> SEResNeXt50_32x4d:
-    """SEResNeXt50_32x4d with 27,559,896 parameters at 1000 classes (specs/se_resnext50_32x4d.yaml)."""
+    """SEResNeXt50_32x4d with 27,559,896 parameters at 1000 classes (specs/se_resnext50_32x4d.yaml).
+    """
     return SEResNeXt50_32x4d(num_classes=num_classes, **overrides)

@@ -41,7 +41,9 @@ class WideBasic(nn.Module):
         )
         self.downsample = None
         if stride != 1 or in_channels != width:
-            self.downsample = nn.Conv2d(in_channels, width, kernel_size=1, stride=stride, bias=False)
+            self.downsample = nn.Conv2d(
+                in_channels, width, kernel_size=1, stride=stride, bias=False
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.preact(x)

@@ -21,7 +21,8 @@ __all__ = ["ZFNet", "build"]
 
 
 class ZFNet(nn.Module):
-    """Visualizing and Understanding Convolutional Networks — Zeiler, Fergus 2013, arXiv:1311.2901."""
+    """Visualizing and Understanding Convolutional Networks — Zeiler, Fergus 2013, arXiv:1311.2901.
+    """
 
     def __init__(self, num_classes: int = 1000, init_weights: bool = True) -> None:
         super().__init__()

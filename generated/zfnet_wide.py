@@ -21,7 +21,8 @@ __all__ = ["ZFNetWide", "build"]
 
 
 class ZFNetWide(nn.Module):
-    """Visualizing and Understanding Convolutional Networks — Table 2 (b), wider conv3–5 — Zeiler, Fergus 2013, arXiv:1311.2901."""
+    """Visualizing and Understanding Convolutional Networks — Table 2 (b), wider conv3–5 — Zeiler,
+    Fergus 2013, arXiv:1311.2901."""
 
     def __init__(self, num_classes: int = 1000, init_weights: bool = True) -> None:
         super().__init__()

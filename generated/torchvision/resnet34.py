@@ -25,7 +25,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(
+            in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
@@ -52,7 +54,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNet34(nn.Module):
-    """torchvision ResNet (Deep Residual Learning for Image Recognition, v1.5) — He, Zhang, Ren et al. 2015, arXiv:1512.03385."""
+    """torchvision ResNet (Deep Residual Learning for Image Recognition, v1.5) — He, Zhang, Ren et
+    al. 2015, arXiv:1512.03385."""
 
     def __init__(self, num_classes: int = 1000, init_weights: bool = True) -> None:
         super().__init__()

@@ -38,7 +38,9 @@ class Bottleneck(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, width, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(width, width, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False)
+        self.conv2 = nn.Conv2d(
+            width, width, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(width)
         self.relu_1 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(width, planes * 4, kernel_size=1, bias=False)
@@ -68,7 +70,8 @@ class Bottleneck(nn.Module):
 
 
 class ResNeXt101_64x4d(nn.Module):
-    """torchvision ResNet (Deep Residual Learning for Image Recognition, v1.5) — He, Zhang, Ren et al. 2015, arXiv:1512.03385."""
+    """torchvision ResNet (Deep Residual Learning for Image Recognition, v1.5) — He, Zhang, Ren et
+    al. 2015, arXiv:1512.03385."""
 
     def __init__(self, num_classes: int = 1000, init_weights: bool = True) -> None:
         super().__init__()
@@ -125,5 +128,6 @@ class ResNeXt101_64x4d(nn.Module):
 
 
 def build(num_classes: int = 1000, **overrides) -> ResNeXt101_64x4d:
-    """ResNeXt101_64x4d with 83,455,272 parameters at 1000 classes (specs/torchvision/resnext101_64x4d.yaml)."""
+    """ResNeXt101_64x4d with 83,455,272 parameters at 1000 classes
+    (specs/torchvision/resnext101_64x4d.yaml)."""
     return ResNeXt101_64x4d(num_classes=num_classes, **overrides)

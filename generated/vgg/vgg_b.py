@@ -21,7 +21,8 @@ __all__ = ["VGGB", "build"]
 
 
 class VGGB(nn.Module):
-    """Very Deep Convolutional Networks for Large-Scale Image Recognition — Simonyan, Zisserman 2014, arXiv:1409.1556."""
+    """Very Deep Convolutional Networks for Large-Scale Image Recognition — Simonyan, Zisserman
+    2014, arXiv:1409.1556."""
 
     def __init__(self, num_classes: int = 1000, init_weights: bool = True) -> None:
         super().__init__()

@@ -1,0 +1,139 @@
+"""Line-length formatting of generated Python, the way a person (or black) would wrap it.
+
+The templates write one statement per line; a long constructor call or docstring then runs past
+the line limit. ``wrap_long_lines`` rewrites only the lines longer than ``limit``:
+
+* a one-line docstring becomes a wrapped multi-line docstring;
+* a statement ending in a call, ``self.conv2 = nn.Conv2d(width, width, ..., bias=False)``, gets its
+  arguments on an indented line of their own, or one per line with a trailing comma when they
+  still do not fit (black's "magic trailing comma" style);
+* an assignment of a conditional expression, ``x = a if cond else b``, is parenthesised and split
+  before ``if`` and ``else``.
+
+It works on tokens (``tokenize``), never on the spec's text, and only regroups what is already
+there; the result is parsed again by the writer. Lines it cannot wrap are left as they are.
+Deterministic: the same input always gives the same output.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+import tokenize
+
+__all__ = ["wrap_long_lines", "LIMIT"]
+
+LIMIT = 100
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+def wrap_long_lines(source: str, limit: int = LIMIT) -> str:
+    return "\n".join(_wrap_all(source.split("\n"), limit, depth=3))
+
+
+def _wrap_all(lines: list[str], limit: int, depth: int) -> list[str]:
+    out: list[str] = []
+    for line in lines:
+        wrapped = _wrap(line, limit) if len(line) > limit and depth else None
+        out.extend(_wrap_all(wrapped, limit, depth - 1) if wrapped else [line])
+    return out
+
+
+def _wrap(line: str, limit: int) -> list[str] | None:
+    indent = line[: len(line) - len(line.lstrip(" "))]
+    body = line[len(indent):]
+    if body.startswith('"""') and body.endswith('"""') and len(body) > 6 and '"""' not in body[3:-3]:
+        return _wrap_docstring(indent, body[3:-3], limit)
+    toks = _tokens(body)
+    if toks is None:
+        return None
+    return _wrap_call(indent, body, toks, limit) or _wrap_conditional(indent, body, toks, limit)
+
+
+def _tokens(body: str) -> list[tokenize.TokenInfo] | None:
+    try:
+        toks = list(tokenize.generate_tokens(io.StringIO(body + "\n").readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None
+    return [t for t in toks if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER,
+                                              tokenize.INDENT, tokenize.DEDENT)]
+
+
+def _wrap_docstring(indent: str, text: str, limit: int) -> list[str]:
+    lines = textwrap.wrap(text, width=limit - len(indent), initial_indent='"""',
+                          break_long_words=False, break_on_hyphens=False)
+    lines[-1] += '"""'
+    if len(indent) + len(lines[-1]) > limit:
+        lines[-1] = lines[-1][:-3]
+        lines.append('"""')
+    return [indent + ln for ln in lines]
+
+
+def _wrap_call(indent: str, body: str, toks: list[tokenize.TokenInfo], limit: int) -> list[str] | None:
+    """``head(args)`` where the bracket that closes the line opens at the outermost level."""
+    if not toks or toks[-1].string not in _CLOSE:
+        return None
+    depth, open_at = 0, None
+    for i, t in enumerate(toks):
+        if t.type == tokenize.OP and t.string in _OPEN:
+            if depth == 0:
+                open_at = i
+            depth += 1
+        elif t.type == tokenize.OP and t.string in _CLOSE:
+            depth -= 1
+            if depth == 0 and i != len(toks) - 1:
+                open_at = None  # a bracket closed before the end: keep looking for the last one
+    if open_at is None or open_at == 0:
+        return None
+    start = toks[open_at].end[1]
+    end = toks[-1].start[1]
+    head, inner, tail = body[:start], body[start:end], body[end:]
+    args = _split_top_level(inner)
+    if not args:
+        return None
+    inner_indent = indent + "    "
+    joined = ", ".join(args)
+    if len(inner_indent) + len(joined) <= limit:
+        return [indent + head, inner_indent + joined, indent + tail]
+    return [indent + head] + [inner_indent + a + "," for a in args] + [indent + tail]
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split ``a, f(b, c), d`` at the commas outside brackets and strings."""
+    toks = _tokens(text)
+    if toks is None:
+        return []
+    parts, depth, last = [], 0, 0
+    for t in toks:
+        if t.type == tokenize.OP and t.string in _OPEN:
+            depth += 1
+        elif t.type == tokenize.OP and t.string in _CLOSE:
+            depth -= 1
+        elif t.type == tokenize.OP and t.string == "," and depth == 0:
+            parts.append(text[last:t.start[1]].strip())
+            last = t.end[1]
+    rest = text[last:].strip()
+    if rest:
+        parts.append(rest)
+    return parts
+
+
+def _wrap_conditional(indent: str, body: str, toks: list[tokenize.TokenInfo], limit: int) -> list[str] | None:
+    """``target = a if cond else b`` -> ``target = (`` / ``a`` / ``if cond`` / ``else b`` / ``)``."""
+    depth, eq, cuts = 0, None, []
+    for t in toks:
+        if t.type == tokenize.OP and t.string in _OPEN:
+            depth += 1
+        elif t.type == tokenize.OP and t.string in _CLOSE:
+            depth -= 1
+        elif depth == 0 and t.type == tokenize.OP and t.string == "=" and eq is None:
+            eq = t
+        elif depth == 0 and eq is not None and t.type == tokenize.NAME and t.string in ("if", "else"):
+            cuts.append(t.start[1])
+    if eq is None or len(cuts) != 2 or body[cuts[0]:cuts[0] + 2] != "if":
+        return None
+    target = body[:eq.end[1]]
+    a, cond, other = body[eq.end[1]:cuts[0]], body[cuts[0]:cuts[1]], body[cuts[1]:]
+    inner = indent + "    "
+    return [indent + target + " (", inner + a.strip(), inner + cond.strip(), inner + other.strip(),
+            indent + ")"]

@@ -1,0 +1,51 @@
+"""The line-length formatting of generated code (archspec/codegen/format.py)."""
+
+from archspec.codegen.format import LIMIT, wrap_long_lines
+
+from .conftest import ROOT
+
+
+def test_a_long_call_gets_its_arguments_on_one_indented_line():
+    line = ("        self.conv2 = nn.Conv2d(width, width, kernel_size=3, stride=stride, padding=1, "
+            "groups=groups, bias=False)")
+    assert wrap_long_lines(line) == (
+        "        self.conv2 = nn.Conv2d(\n"
+        "            width, width, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False\n"
+        "        )")
+
+
+def test_arguments_that_still_do_not_fit_go_one_per_line_with_a_trailing_comma():
+    args = ", ".join(f"argument_number_{i}=f(a, [b, c])" for i in range(4))
+    assert wrap_long_lines(f"    x = call({args})", limit=60) == "\n".join(
+        ["    x = call("] + [f"        argument_number_{i}=f(a, [b, c])," for i in range(4)] + ["    )"])
+
+
+def test_a_conditional_expression_is_parenthesised_and_split():
+    line = "        x = some_long_function_name(x, self.stride) if self.use_pad_shortcut else x"
+    assert wrap_long_lines(line, limit=60) == (
+        "        x = (\n"
+        "            some_long_function_name(x, self.stride)\n"
+        "            if self.use_pad_shortcut\n"
+        "            else x\n"
+        "        )")
+
+
+def test_a_one_line_docstring_is_wrapped_and_short_lines_are_untouched():
+    text = '    """' + " ".join(["word"] * 30) + '."""\n    x = 1\n'
+    out = wrap_long_lines(text, limit=40).split("\n")
+    assert out[0] == '    """word word word word word word'
+    assert out[-3].endswith('."""') and out[-2:] == ["    x = 1", ""]
+    assert all(len(line) <= 40 for line in out)
+    assert " ".join(line.strip().strip('"') for line in out[:-2]) == " ".join(["word"] * 30) + "."
+
+
+def test_strings_and_nested_brackets_are_not_split():
+    line = '    y = f("a, b, c, d, e, f, g, h, i", g(1, 2), [3, (4, 5)])'
+    assert wrap_long_lines(line, limit=40) == (
+        '    y = f(\n        "a, b, c, d, e, f, g, h, i",\n        g(1, 2),\n        [3, (4, 5)],\n    )')
+
+
+def test_every_generated_file_keeps_to_the_line_limit():
+    long = [f"{p.relative_to(ROOT)}:{i}" for p in sorted((ROOT / "generated").rglob("*.py"))
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if len(line) > LIMIT]
+    assert long == []
