@@ -512,8 +512,12 @@ class Lowerer:
                 call[head] = merged
             item = None
             if "names" in expr:
-                item = self.item_name(expr["names"], {**env, "i": i}, _mark_of(expr, "names", mark),
-                                      path + ("names",))
+                nmark = _mark_of(expr, "names", mark)
+                item = self.item_name(expr["names"], {**env, "i": i}, nmark, path + ("names",))
+                if item in seq.taken:
+                    raise self.err(f"names: gives '{item}' twice", nmark, path + ("names",),
+                                   "the pattern must give every repetition its own name: use {i}",
+                                   "duplicate_name")
             out = self.layer(_as_locdict(call, expr), out, seq, {**env, "i": i}, mark, path, item)
         self.graph.modules[seq.path].output = out
         fr.names[local] = out
