@@ -201,3 +201,11 @@ def test_attention_in_a_numbered_sequence_cannot_be_generated(tmp_path):
     spec = HEAD + "network:\n  body: [{conv: {out: 48, kernel: 8, stride: 8}}, to_tokens, {self_attention: 4}]\n"
     check_spec(tmp_path, spec, 4, 63, "'self_attention' cannot sit in a numbered sequence", "network.body[2]",
                "give the sequence's layers names")
+
+
+def test_a_column_named_with_a_slash_is_addressable():
+    """ViT's names carry the patch size after a slash: FILE:ViT-L/16 picks that column."""
+    r = CliRunner().invoke(app, ["stats", "specs/vit.yaml:ViT-L/16", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    [row] = json.loads(r.stdout)
+    assert (row["name"], row["params"], row["macs"]) == ("vit_l_16", 304_326_632, 61_554_712_576)
