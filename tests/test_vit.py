@@ -209,3 +209,29 @@ def test_a_column_named_with_a_slash_is_addressable():
     assert r.exit_code == 0, r.output
     [row] = json.loads(r.stdout)
     assert (row["name"], row["params"], row["macs"]) == ("vit_l_16", 304_326_632, 61_554_712_576)
+
+
+def test_generated_vit_initialises_like_torchvision():
+    """init: in specs/blocks/torchvision_vit.yaml follows VisionTransformer.__init__."""
+    mod = test_codegen.load_module(test_codegen.GENERATED / "torchvision" / "vit_b_16.py")
+    torch.manual_seed(0)
+    m = mod.build()
+    assert not m.heads.head.weight.any() and not m.heads.head.bias.any()
+    assert not m.class_token.any() and not m.conv_proj.bias.any()
+    assert abs(m.conv_proj.weight.std().item() - (1 / D) ** 0.5) < 0.0005  # trunc_normal, cut at ±2
+    assert abs(m.encoder.pos_embedding.std().item() - 0.02) < 0.0005
+    mlp = m.encoder.layers.encoder_layer_3.mlp
+    assert abs(mlp[0].weight.std().item() - (2 / (D + MLP)) ** 0.5) < 0.0005  # xavier uniform
+    assert 0 < mlp[0].bias.abs().max().item() < 1e-5
+
+
+def test_init_cannot_name_a_parameter_tensor(tmp_path):
+    spec = HEAD + textwrap.dedent("""\
+        init:
+          layers: {cls: {weight: 0}}
+        network:
+          p: {conv: {out: 16, kernel: 8, stride: 8}}
+          t: to_tokens
+          cls: class_token
+        """)
+    check_spec(tmp_path, spec, 4, 12, "init names the layer 'cls', which has no weights", "init.layers.cls")
