@@ -649,7 +649,9 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
         doc_lines.append("Paper: " + _safe_doc(paper.cite()) + (f" ({_safe_doc(paper.table)})" if paper.table else ""))
     if net.doc.notes:
         doc_lines += [""] + textwrap.wrap(_safe_doc(net.doc.notes), 96)
-    doc_lines += ["", "Static analysis (MACs = multiply-accumulates of conv/linear per image; params = learnable):", ""]
+    families = list(dict.fromkeys(REGISTRY[l.op].family for l in stats.layers if l.macs))
+    counted = "conv/linear" if set(families) <= {"conv", "linear"} else "/".join(families)  # attention
+    doc_lines += ["", f"Static analysis (MACs = multiply-accumulates of {counted} per image; params = learnable):", ""]
     doc_lines += [f"    {k:<12} {v}" for k, v in _stats_rows(stats)]
     text = render(
         "model.py.j2",

@@ -7,7 +7,7 @@ The input size is fixed: the position embedding has one vector per patch (plus t
 (224 / 16)² + 1 = 197 for ViT-B/16. init: follows VisionTransformer.__init__, except that the
 attention's output projection (an nn.Linear) also gets the MLP's xavier-uniform rule.
 
-Static analysis (MACs = multiply-accumulates of conv/linear per image; params = learnable):
+Static analysis (MACs = multiply-accumulates of conv/attention/linear per image; params = learnable):
 
     input        3 x 224 x 224
     output       1000
