@@ -49,3 +49,8 @@ def test_every_generated_file_keeps_to_the_line_limit():
     long = [f"{p.relative_to(ROOT)}:{i}" for p in sorted((ROOT / "generated").rglob("*.py"))
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if len(line) > LIMIT]
     assert long == []
+
+
+def test_prose_inside_a_multiline_docstring_is_left_alone():
+    text = '"""Title\n\nPaper: Someone et al. 2021, arXiv:2010.11929 (torchvision/models/vision_transformer.py)\n"""\n'
+    assert wrap_long_lines(text, limit=40) == text

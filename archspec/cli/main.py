@@ -111,7 +111,7 @@ def stats(
 ) -> None:
     """Shapes, parameters, MACs and activations — statically, without torch.
 
-    MACs are multiply-accumulates of conv/linear for one image (the ResNet paper's "FLOPs")."""
+    MACs are multiply-accumulates of conv, linear and attention for one image (ResNet's "FLOPs")."""
     override = _parse_input(input)
     results = _guard(lambda: _compile_all(specs, override))
     from ..analysis import human

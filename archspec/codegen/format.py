@@ -28,7 +28,24 @@ _OPEN, _CLOSE = "([{", ")]}"
 
 
 def wrap_long_lines(source: str, limit: int = LIMIT) -> str:
-    return "\n".join(_wrap_all(source.split("\n"), limit, depth=3))
+    lines = source.split("\n")
+    prose = _lines_in_multiline_strings(source)
+    out: list[str] = []
+    for no, line in enumerate(lines, 1):
+        out.extend([line] if no in prose else _wrap_all([line], limit, depth=3))
+    return "\n".join(out)
+
+
+def _lines_in_multiline_strings(source: str) -> set[int]:
+    """Line numbers inside a string that spans several lines (docstrings): prose, not code."""
+    inside: set[int] = set()
+    try:
+        for t in tokenize.generate_tokens(io.StringIO(source).readline):
+            if t.type == tokenize.STRING and t.end[0] > t.start[0]:
+                inside.update(range(t.start[0], t.end[0] + 1))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return set(range(1, source.count("\n") + 2))  # not Python: leave every line alone
+    return inside
 
 
 def _wrap_all(lines: list[str], limit: int, depth: int) -> list[str]:

@@ -110,12 +110,12 @@ def _expr(v: Any) -> str:
 @dataclass
 class Child:
     local: str                 # attribute name (or a hint for functional ops)
-    kind: str                  # 'module' (an attribute), 'call' (functional) or 'skip'
-    ctor: str | None           # constructor expression (kind 'module')
-    call: str | None           # forward template with {0}, {1}, ... (kind 'call')
+    kind: str                  # 'module' (an attribute), 'param' (a tensor attribute), 'call' (functional) or 'skip'
+    ctor: str | None           # constructor expression (kinds 'module' and 'param')
+    call: str | None           # forward template with {0}, {1}, ... and {self} for the attribute
     inputs: list[int]          # -1 = the scope's input, else an index into the children
     guard: str | None = None
-    ctor_lines: list[str] = field(default_factory=list)  # multi-line constructor (nn.Sequential)
+    ctor_lines: list[str] = field(default_factory=list)  # multi-line constructor (nn.Sequential), with commas
     else_inputs: list[int] | None = None  # what the child stands for when its guard is false
 
     def key(self) -> tuple:
@@ -143,6 +143,8 @@ class Generator:
         self.classes: list[tuple[str, Scope, str]] = []  # (class name, scope, doc)
         self.used_names: set[str] = set()
         self.module_classes: dict[str, set[str]] = {}
+        self.uses_ordered_dict = False
+        self.group_params: dict[str, list] = {}
         self.net_class = ""
         # the module tree, indexed once: direct children, all nodes and first position per path
         self._children: dict[str, list[tuple[str, Any]]] = {}
@@ -209,6 +211,16 @@ class Generator:
             return Child(n.local, "skip", None, None, inputs, guard)
         emit = opdef.emit(n.sym_attrs, n.sym_in, n.shape)
         counts = opdef.count(n.attrs, n.in_shapes, n.shape)
+        if emit.owns_attribute or emit.param is not None:
+            # an attribute with a forward of its own: a parameter tensor, or a module called another way
+            if in_seq:
+                raise _err(f"'{n.op}' cannot sit in a numbered sequence: its forward is not module(x)", n,
+                           "give the sequence's layers names (a mapping) instead of a list")
+            _check_attr_name(n.local, n)
+            if emit.param is not None:
+                return Child(n.local, "param", emit.param, emit.call, inputs, guard)
+            self.module_classes.setdefault(n.op, set()).add(emit.module.split("(")[0])
+            return Child(n.local, "module", emit.module, emit.call, inputs, guard)
         functional = emit.call is not None and counts.params == 0 and (emit.module is None or not in_seq)
         if functional and not in_seq and emit.module is not None and n.op not in ("flatten", "identity"):
             functional = False
@@ -240,14 +252,19 @@ class Generator:
                                f"parameters; generated code cannot express that yet", info)
                 if it.kind == "skip":
                     raise _err(f"a when: inside the numbered sequence '{info.path}' cannot be generated", info)
+            if any(it.local != str(j) for j, it in enumerate(items)):  # repeat with names:
+                self.uses_ordered_dict = True
+                return Child(local, "module", "nn.Sequential(", None, inputs, guard,
+                             _named_items([(it.local, it.ctor) for it in items]))
             lines = _compress([it.ctor for it in items])
             if len(lines) <= 2 and sum(len(s) for s in lines) < 60:
                 ctor = "nn.Sequential(" + ", ".join(lines) + ")"
                 return Child(local, "module", ctor, None, inputs, guard)
-            return Child(local, "module", "nn.Sequential(", None, inputs, guard, lines)
-        # a named group: a class of its own
+            return Child(local, "module", "nn.Sequential(", None, inputs, guard, [l + "," for l in lines])
+        # a named group: a class of its own (taking num_classes when its layers need it)
         cls = self.instance_class[info.path]
-        return Child(local, "module", f"{cls}()", None, inputs, guard)
+        args = "num_classes" if self.group_params.get(cls) else ""
+        return Child(local, "module", f"{cls}({args})", None, inputs, guard)
 
     def block_ctor(self, info: Any, cls: str) -> str:
         blk = self.net.blocks[info.block]
@@ -302,6 +319,8 @@ class Generator:
             sc = Scope(p, "block" if info.kind == "block" else "group", children, out)
             if info.kind == "block":
                 sc.params, sc.prelude = self.block_signature(info, children)
+            elif _reads(children, "num_classes"):  # a group that holds the classifier: heads.head
+                sc.params = [("num_classes", "int", None)]
             scopes.append(sc)
         groups: list[tuple[Scope, list[str]]] = []
         for sc in scopes:
@@ -317,6 +336,7 @@ class Generator:
             name = self.fresh_class(base if k == 0 else f"{base}{k + 1}")
             for p in members:
                 self.instance_class[p] = name
+            self.group_params[name] = sc.params if kind.startswith("group:") else []
             if kind.startswith("group:"):
                 doc = f"The '{sc.path}' group of layers."
             else:
@@ -372,9 +392,9 @@ class Generator:
         """__init__ body and forward body lines of a scope."""
         init: list[str] = list(sc.prelude)
         for c in sc.children:
-            if c.kind == "module":
+            if c.kind in ("module", "param"):
                 if c.ctor_lines:
-                    ctor = [c.ctor] + [f"    {l}," for l in c.ctor_lines] + [")"]
+                    ctor = [c.ctor] + [f"    {l}" for l in c.ctor_lines] + [")"]
                 else:
                     ctor = [c.ctor]
                 if c.guard:
@@ -425,8 +445,11 @@ class Generator:
                 if out != ins[0]:
                     lines.append(f"{out} = {ins[0]}")
                 continue
-            if c.kind == "module":
-                expr = f"self.{c.local}({', '.join(ins)})"
+            if c.kind in ("module", "param"):
+                if c.call is not None:
+                    expr = c.call.format(*ins, self=f"self.{c.local}")
+                else:
+                    expr = f"self.{c.local}({', '.join(ins)})"
                 if c.guard:
                     other = alt or ins[0]
                     if out == other:
@@ -443,6 +466,12 @@ class Generator:
             lines.append(f"{out} = {expr}")
         lines.append(f"return {var[sc.output]}")
         return lines
+
+
+def _reads(children: list[Child], name: str) -> bool:
+    """Does any constructor of ``children`` read the variable ``name``?"""
+    rx = re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
+    return any(rx.search(t) for c in children for t in [c.ctor or "", *c.ctor_lines])
 
 
 def _join_guards(guards: tuple[str, ...]) -> str | None:
@@ -473,6 +502,31 @@ def _compress(ctors: list[str]) -> list[str]:
             out += [ctors[i]] * n
         i = j + 1
     return out
+
+
+def _named_items(items: list[tuple[str, str]]) -> list[str]:
+    """The items of an ``nn.Sequential(OrderedDict(...))``: a run of one constructor whose names count
+    up (``encoder_layer_0`` ...) becomes a generator, ``(f"encoder_layer_{i}", Block()) for i in ...``."""
+    runs: list[str] = []
+    i = 0
+    while i < len(items):
+        m = re.fullmatch(r"(.*?)(\d+)", items[i][0])
+        j = i
+        if m:
+            while j + 1 < len(items) and items[j + 1][1] == items[i][1] and \
+                    items[j + 1][0] == f"{m.group(1)}{int(m.group(2)) + j + 1 - i}":
+                j += 1
+        if j - i + 1 >= 3:
+            lo = int(m.group(2))
+            rng = f"range({j - i + 1})" if lo == 0 else f"range({lo}, {lo + j - i + 1})"
+            runs.append(f'(f"{m.group(1)}{{i}}", {items[i][1]}) for i in {rng}')
+            i = j + 1
+        else:
+            runs.append(f'("{items[i][0]}", {items[i][1]})')  # names are identifiers
+            i += 1
+    if len(runs) == 1 and " for i in " in runs[0]:
+        return [f"OrderedDict({runs[0]}),"]
+    return ["OrderedDict(["] + [f"    *({r})," if " for i in " in r else f"    {r}," for r in runs] + ["]),"]
 
 
 def _merge(a: Scope, b: Scope) -> Scope | None:
@@ -586,16 +640,22 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
         classes.append({"name": name, "doc": doc, "signature": _signature(sc.params), "init": init,
                         "forward": fwd})
     init, fwd = gen.render_scope(gen.network)
-    with_tensors = {n.id for n in graph.nodes() if n.op != "input"
-                    and REGISTRY[n.op].count(n.attrs, n.in_shapes, n.shape).params}
+    with_tensors = {n.id for n in graph.nodes() if n.op != "input"  # modules with weights (init: layers:)
+                    and REGISTRY[n.op].count(n.attrs, n.in_shapes, n.shape).params
+                    and REGISTRY[n.op].emit(n.sym_attrs, n.sym_in, n.shape).param is None}
     init_lines = render_init(net, gen.module_classes, with_tensors)
     paper = net.doc.paper
     doc_lines = textwrap.wrap(f"Generated by archspec from {spec_display} — edit the spec, not this file.", 100)
     if paper:
-        doc_lines.append("Paper: " + _safe_doc(paper.cite()) + (f" ({_safe_doc(paper.table)})" if paper.table else ""))
+        doc_lines += textwrap.wrap("Paper: " + _safe_doc(paper.cite())
+                                   + (f" ({_safe_doc(paper.table)})" if paper.table else ""), 100)
     if net.doc.notes:
         doc_lines += [""] + textwrap.wrap(_safe_doc(net.doc.notes), 96)
-    doc_lines += ["", "Static analysis (MACs = multiply-accumulates of conv/linear per image; params = learnable):", ""]
+    families = list(dict.fromkeys(REGISTRY[l.op].family for l in stats.layers if l.macs))
+    counted = "conv/linear" if set(families) <= {"conv", "linear"} else "/".join(families)  # attention
+    doc_lines += [""] + textwrap.wrap(
+        f"Static analysis (MACs = multiply-accumulates of {counted} per image; params = learnable):", 100)
+    doc_lines += [""]
     doc_lines += [f"    {k:<12} {v}" for k, v in _stats_rows(stats)]
     text = render(
         "model.py.j2",
@@ -616,6 +676,7 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
         init_lines=init_lines,
         num_classes=net.num_classes,
         uses_math=any("math." in l for c in classes for l in c["init"]),
+        uses_ordered_dict=gen.uses_ordered_dict,
         block_names=[c["name"] for c in classes],
     )
     return ModelSource(net.name, gen.net_class, wrap_long_lines(text), stats)

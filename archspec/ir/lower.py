@@ -7,7 +7,8 @@ Naming, which the code generator turns into module attributes (and so into ``sta
 
 * a key names what it holds: ``conv1: {conv: ...}`` is the node ``conv1``; ``layer1: {...}`` a module;
 * a list held by a key is numbered like ``nn.Sequential``: ``features: [...]`` -> ``features.0``, ...;
-  so is a ``repeat``: ``layer2: {basic: ..., repeat: 4}`` -> ``layer2.0`` ... ``layer2.3``;
+  so is a ``repeat``: ``layer2: {basic: ..., repeat: 4}`` -> ``layer2.0`` ... ``layer2.3``, unless it
+  carries ``names:``, a pattern over ``i``: ``names: "encoder_layer_{i}"`` -> ``layers.encoder_layer_0``;
 * a list no key holds (a body, a branch) names its items after their op (``conv``, ``relu_1``) unless
   they carry ``name:``;
 * merges (``add``, ``concat``, ``mul``) do not open a scope: their branches' names land beside them,
@@ -36,13 +37,19 @@ from .sym import Sym, SymFloat, has_sym, plain
 __all__ = ["lower", "META_KEYS", "MERGES"]
 
 #: keys of a call that are not the op: how it is named, repeated, wired and checked
-META_KEYS = ("name", "repeat", "first", "when", "else", "from", "expect")
+META_KEYS = ("name", "repeat", "first", "names", "when", "else", "from", "expect")
 #: ops that take branches as well as references
 MERGES = ("add", "concat", "mul")
 #: combinators that are not ops (none yet)
 COMBINATORS: tuple[str, ...] = ()
 MAX_DEPTH = 200
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+def _channel_axis(shape: tuple) -> int:
+    """The axis ``in.c`` reads: channels of a C×H×W map or a vector, the width D of T×D tokens."""
+    return 1 if len(shape) == 2 else 0
 
 
 @dataclass
@@ -439,8 +446,10 @@ class Lowerer:
 
     def _call(self, expr: dict, head: str, x: str, fr: Frame, env: dict, mark: Mark | None,
               path: tuple, name: str | None, cmark: Mark | None) -> str:
-        if "first" in expr and "repeat" not in expr:
-            raise self.err("first: only goes with repeat:", _key_mark(expr, "first", mark), path, code="bad_call")
+        for key in ("first", "names"):
+            if key in expr and "repeat" not in expr:
+                raise self.err(f"{key}: only goes with repeat:", _key_mark(expr, key, mark), path,
+                               code="bad_call")
         if "repeat" in expr:
             return self.repeat(expr, head, x, fr, env, mark, path, name)
         inputs = [x]
@@ -480,7 +489,7 @@ class Lowerer:
         seq = Frame(path=fr.child_path(local), kind="seq", input=x, parent=fr)
         self.graph.modules[seq.path] = ModuleInfo(path=seq.path, kind="seq", input=x, mark=mark,
                                                   guards=tuple(self.guards))
-        base = {k: v for k, v in expr.items() if k not in ("repeat", "first", "name", "expect")}
+        base = {k: v for k, v in expr.items() if k not in ("repeat", "first", "names", "name", "expect")}
         first = expr.get("first")
         if first is not None and not isinstance(first, dict):
             raise self.err("first: takes the arguments that differ in the first repetition",
@@ -501,13 +510,41 @@ class Lowerer:
                     if isinstance(first, LocDict):
                         merged.value_marks[k] = first.mark_of(k)
                 call[head] = merged
-            out = self.layer(_as_locdict(call, expr), out, seq, {**env, "i": i}, mark, path, None)
+            item = None
+            if "names" in expr:
+                nmark = _mark_of(expr, "names", mark)
+                item = self.item_name(expr["names"], {**env, "i": i}, nmark, path + ("names",))
+                if item in seq.taken:
+                    raise self.err(f"names: gives '{item}' twice", nmark, path + ("names",),
+                                   "the pattern must give every repetition its own name: use {i}",
+                                   "duplicate_name")
+            out = self.layer(_as_locdict(call, expr), out, seq, {**env, "i": i}, mark, path, item)
         self.graph.modules[seq.path].output = out
         fr.names[local] = out
         self.graph.named[seq.path] = out
         if "expect" in expr:
             self.graph.layer_expects[seq.path] = (expr["expect"], expr)
         return out
+
+    def item_name(self, pattern: Any, env: dict, mark: Mark | None, path: tuple) -> str:
+        """The name of one repetition: ``names:`` with each ``{expression}`` evaluated
+        (``"encoder_layer_{i}"``, ``"denselayer{i + 1}"``)."""
+        if not isinstance(pattern, str) or "{" not in pattern:
+            raise self.err(f"names: is a pattern over the repetition index, got {pattern!r}", mark, path,
+                           "write e.g. names: \"encoder_layer_{i}\" (i counts from 0)", "bad_name")
+
+        def field(m: re.Match) -> str:
+            v = self.value("$" + m.group(1), env, mark, path)
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise self.err(f"{{{m.group(1)}}} in names: gives {v!r}, not an integer or a word", mark, path,
+                               code="bad_name")
+            return str(int(v)) if isinstance(v, int) else v
+        name = _FIELD.sub(field, pattern)
+        if not _IDENT.match(name) or keyword.iskeyword(name):
+            raise self.err(f"names: gives '{_printable(name)}', which is not an identifier", mark, path,
+                           "layer names become module attributes: letters, digits and _, not starting "
+                           "with a digit", "bad_name")
+        return name
 
     def refs(self, spec: Any, fr: Frame, mark: Mark | None, path: tuple) -> list[str]:
         items = spec if isinstance(spec, list) else [spec]
@@ -564,7 +601,8 @@ class Lowerer:
         if self.symbolic:
             info.sym_args = dict(bound)
             outer = self.input_sym_shape(inputs[0])
-            info.sym_in = outer[0] if outer else None
+            axis = _channel_axis(outer)
+            info.sym_in = outer[axis] if outer else None
             inner = {}
             for k, v in bound.items():
                 if isinstance(v, int) and not isinstance(v, bool):
@@ -577,10 +615,13 @@ class Lowerer:
                     inner[k] = v
             if "c" in record:
                 record["c"] = Sym(int(record["c"]), "in_channels")
+                if "d" in record:
+                    record["d"] = record["c"]
             benv = {**self.sym_globals(), **inner, "in": record}
             saved_guards, self.guards = self.guards, []
-            self.sym_shapes["@" + bfr.path] = (Sym(int(record.get("c", 0)), "in_channels"),) + tuple(
-                plain(self.sym_shapes[inputs[0]][1:]))
+            own = list(plain(self.sym_shapes[inputs[0]]))
+            own[axis] = Sym(int(record.get("c", 0)), "in_channels")
+            self.sym_shapes["@" + bfr.path] = tuple(own)
         else:
             benv = {**self.globals, **bound, "in": record}
         body_mark = blk.raw.mark_of("body") if isinstance(blk.raw, LocDict) else blk.mark
@@ -686,11 +727,12 @@ class Lowerer:
         """A block's output shape in its caller's terms: a channel count that is one of the block's
         parameters (or its input channels) becomes the caller's expression for it."""
         out = list(plain(shape))
-        if shape and isinstance(shape[0], Sym):
-            if shape[0].expr in bound and isinstance(bound[shape[0].expr], int):
-                out[0] = bound[shape[0].expr]
-            elif shape[0].expr == "in_channels" and sym_in is not None:
-                out[0] = sym_in
+        axis = _channel_axis(shape) if shape else 0
+        if shape and isinstance(shape[axis], Sym):
+            if shape[axis].expr in bound and isinstance(bound[shape[axis].expr], int):
+                out[axis] = bound[shape[axis].expr]
+            elif shape[axis].expr == "in_channels" and sym_in is not None:
+                out[axis] = sym_in
         return tuple(out)
 
     def emit_node(self, opname: str, attrs: dict, inputs: list[str], fr: Frame, env: dict,

@@ -69,8 +69,9 @@ class Network:
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
-    """``specs/vgg.yaml:D`` -> (``specs/vgg.yaml``, ``D``)."""
-    m = re.match(r"^(.*\.ya?ml):([^/\\]+)$", ref)
+    """``specs/vgg.yaml:D`` -> (``specs/vgg.yaml``, ``D``); a column may hold a slash
+    (``specs/vit.yaml:ViT-B/16``)."""
+    m = re.match(r"^(.*?\.ya?ml):([^\\]+)$", ref)
     if m:
         return m.group(1), m.group(2)
     return ref, None

@@ -82,11 +82,23 @@ class Emit:
 
     ``module`` is a constructor expression (``nn.Conv2d(3, 64, kernel_size=3, padding=1)``) for ops
     that are modules; ``call`` is a forward expression over its inputs for functional ops, with
-    ``{0}``, ``{1}`` ... for the inputs and ``{all}`` for a comma-separated list of them.
+    ``{0}``, ``{1}`` ... for the inputs.
+
+    An op that owns an attribute whose forward is not ``self.name(x)`` writes ``{self}`` (the
+    attribute) in ``call``: a module called another way
+    (``{self}({0}, {0}, {0}, need_weights=False)[0]``), or a learnable tensor that is not a module,
+    whose ``param`` is its constructor (``nn.Parameter(torch.zeros(1, 1, 768))``) and whose ``call``
+    uses it (``{0} + {self}``). The attribute is named after the layer, as modules are.
     """
 
     module: str | None = None
     call: str | None = None
+    param: str | None = None
+
+    @property
+    def owns_attribute(self) -> bool:
+        """Does ``call`` read an attribute of its own (a module or a parameter tensor)?"""
+        return self.call is not None and "{self}" in self.call
 
 
 InferFn = Callable[[Any, list[Shape]], Shape]

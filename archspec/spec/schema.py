@@ -14,6 +14,7 @@ META = {
     "name": {"type": "string", "description": "the layer's name (a module attribute in generated code)"},
     "repeat": {"type": ["integer", "string"], "description": "repeat the call n times (a stage)"},
     "first": {"type": "object", "description": "arguments that differ in the first repetition (stride: 2)"},
+    "names": {"type": "string", "description": "with repeat: the repetitions' names, a pattern over i ('encoder_layer_{i}')"},
     "when": {"type": ["boolean", "string"], "description": "an expression; when false the layer is an identity"},
     "else": {"type": "string", "description": "with when: the named layer this one stands for when false"},
     "from": {"type": ["string", "array"], "description": "named layer(s) to take input from"},

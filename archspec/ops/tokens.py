@@ -1,0 +1,199 @@
+"""The ops of token sequences (Vision Transformer), each declared once.
+
+A token sequence has the shape ``(T, D)`` without the batch dimension: ``T`` tokens of width ``D``.
+``to_tokens`` turns a patch-embedded ``C×H×W`` map into one; ``linear`` and ``dropout`` work on it
+as they are. Every entry states its shape rule and its counts in its docstring; ``archspec ops``
+lists them and docs/spec.md is written from the same text.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from .registry import Attrs, Counts, Emit, OpDef, OpError, Shape, Window, numel, register
+
+__all__: list[str] = []  # the ops are reached through the registry
+
+Pos = Annotated[int, Field(gt=0)]
+NonNeg = Annotated[int, Field(ge=0)]
+Prob = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class NoAttrs(Attrs):
+    """No attributes."""
+
+
+def _need_tokens(op: str, shape: Shape) -> None:
+    if len(shape) != 2:
+        raise OpError(f"'{op}' needs a T×D token sequence, got shape {list(shape)}", code="rank",
+                      hint="turn the patch grid into tokens first (to_tokens after the patch conv)")
+
+
+# ------------------------------------------------------------------------------------ to_tokens
+def _to_tokens_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
+    x = ins[0]
+    if len(x) != 3:
+        raise OpError(f"'to_tokens' needs a C×H×W feature map, got shape {list(x)}", code="rank",
+                      hint="to_tokens follows the patch-embedding conv")
+    return (x[1] * x[2], x[0])
+
+
+register(OpDef(
+    name="to_tokens", attrs=NoAttrs, family="shape",
+    doc="Patch grid to token sequence: C×H×W -> (H·W, C), patches in row-major order (ViT Eq. 1: "
+        "the patch embeddings x_p^i E). No parameters; MACs 0.",
+    infer=_to_tokens_infer,
+    emit=lambda a, i, o: Emit(call="{0}.flatten(2).transpose(1, 2)"),
+    window=lambda a, i: Window(global_=True),
+))
+
+
+# ---------------------------------------------------------------------------------- class_token
+def _class_token_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
+    _need_tokens("class_token", ins[0])
+    return (ins[0][0] + 1, ins[0][1])
+
+
+def _class_token_count(a: NoAttrs, ins: list[Shape], out: Shape) -> Counts:
+    return Counts(params=ins[0][1], weights=ins[0][1])
+
+
+register(OpDef(
+    name="class_token", attrs=NoAttrs, family="token",
+    doc="Prepend a learnable class token (ViT Eq. 1: z_0^0 = x_class): (T, D) -> (T+1, D). "
+        "params = D (a parameter tensor, initialised to zeros); MACs 0.",
+    infer=_class_token_infer, count=_class_token_count,
+    emit=lambda a, i, o: Emit(param=f"nn.Parameter(torch.zeros(1, 1, {i[0][1]}))",
+                              call="torch.cat([{self}.expand({0}.shape[0], -1, -1), {0}], dim=1)"),
+))
+
+
+# -------------------------------------------------------------------------------- pos_embedding
+class PosEmbeddingAttrs(Attrs):
+    """A learnable position embedding, one vector per token, added to the tokens."""
+
+    std: Annotated[float, Field(ge=0.0)] = Field(
+        0.02, description="standard deviation of its normal initialisation")
+
+
+def _pos_infer(a: PosEmbeddingAttrs, ins: list[Shape]) -> Shape:
+    _need_tokens("pos_embedding", ins[0])
+    return ins[0]
+
+
+def _pos_count(a: PosEmbeddingAttrs, ins: list[Shape], out: Shape) -> Counts:
+    return Counts(params=numel(ins[0]), weights=numel(ins[0]))
+
+
+def _pos_emit(a: PosEmbeddingAttrs, ins: list[Shape], out: Shape) -> Emit:
+    t, d = ins[0]
+    return Emit(param=f"nn.Parameter(torch.empty(1, {t}, {d}).normal_(std={a.std!r}))",
+                call="{0} + {self}")
+
+
+register(OpDef(
+    name="pos_embedding", attrs=PosEmbeddingAttrs, family="token",
+    doc="Add a learnable position embedding (ViT Eq. 1: + E_pos): (T, D) -> (T, D). params = T·D "
+        "(a parameter tensor, initialised N(0, std²)); MACs 0 (an addition).",
+    infer=_pos_infer, count=_pos_count, emit=_pos_emit, positional=("std",),
+))
+
+
+# ------------------------------------------------------------------------------------ layernorm
+class LayerNormAttrs(Attrs):
+    """Layer normalisation over the last dimension."""
+
+    eps: Annotated[float, Field(gt=0)] = Field(1e-5, description="added to the variance")
+    affine: bool = Field(True, description="learn a scale and a shift per feature")
+
+
+def _ln_count(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> Counts:
+    d = ins[0][-1]
+    return Counts(params=2 * d if a.affine else 0, weights=d if a.affine else 0)
+
+
+def _ln_emit(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> Emit:
+    args = [str(ins[0][-1])]
+    if a.eps != 1e-5:
+        args.append(f"eps={a.eps!r}")
+    if not a.affine:
+        args.append("elementwise_affine=False")
+    return Emit(module=f"nn.LayerNorm({', '.join(args)})")
+
+
+register(OpDef(
+    name="layernorm", attrs=LayerNormAttrs, family="norm",
+    doc="Layer normalisation over the last dimension D (ViT's LN). Shape unchanged. params = 2·D "
+        "(scale and shift); weights = D; MACs 0.",
+    infer=lambda a, ins: ins[0], count=_ln_count, emit=_ln_emit, positional=("eps",),
+))
+
+
+# ------------------------------------------------------------------------------- self_attention
+class SelfAttentionAttrs(Attrs):
+    """Multi-head self-attention over a token sequence (nn.MultiheadAttention, batch first)."""
+
+    heads: Pos = Field(description="attention heads k; each attends with D/k dimensions")
+    dropout: Prob = Field(0.0, description="dropout on the attention weights (training only)")
+
+
+def _sa_infer(a: SelfAttentionAttrs, ins: list[Shape]) -> Shape:
+    _need_tokens("self_attention", ins[0])
+    d = ins[0][1]
+    if d % a.heads:
+        raise OpError(f"{a.heads} heads do not divide the token width D={d}", attr="heads",
+                      code="channel_mismatch", hint="D must be a multiple of heads (ViT-B: 768 = 12·64)")
+    return ins[0]
+
+
+def _sa_count(a: SelfAttentionAttrs, ins: list[Shape], out: Shape) -> Counts:
+    t, d = ins[0]
+    return Counts(params=4 * d * d + 4 * d, weights=4 * d * d,
+                  macs=3 * t * d * d + t * t * d + t * t * d + t * d * d)
+
+
+def _sa_emit(a: SelfAttentionAttrs, ins: list[Shape], out: Shape) -> Emit:
+    args = [str(ins[0][1]), str(a.heads)]
+    if a.dropout or hasattr(a.dropout, "expr"):  # a rate given by name is written by name
+        args.append(f"dropout={a.dropout!r}")
+    args.append("batch_first=True")
+    return Emit(module=f"nn.MultiheadAttention({', '.join(args)})",
+                call="{self}({0}, {0}, {0}, need_weights=False)[0]")
+
+
+register(OpDef(
+    name="self_attention", attrs=SelfAttentionAttrs, family="attention", tags=frozenset({"weighted"}),
+    doc="Multi-head self-attention (ViT's MSA, Eq. 2): softmax(QKᵀ/√(D/k))V over k heads, then "
+        "an output projection. Shape (T, D) unchanged. params = 4·D² + 4·D (Q, K, V and output "
+        "projections with biases); MACs = 3·T·D² (QKV) + T²·D (scores) + T²·D (weighted sum) + "
+        "T·D² (output projection).",
+    infer=_sa_infer, count=_sa_count, emit=_sa_emit, positional=("heads",),
+    window=lambda a, i: Window(global_=True),
+))
+
+
+# ---------------------------------------------------------------------------------------- token
+class TokenAttrs(Attrs):
+    """One token of the sequence."""
+
+    index: NonNeg = Field(0, description="which token (0: the class token)")
+
+
+def _token_infer(a: TokenAttrs, ins: list[Shape]) -> Shape:
+    _need_tokens("token", ins[0])
+    if a.index >= ins[0][0]:
+        raise OpError(f"token {a.index} is out of range: the sequence has {ins[0][0]} tokens",
+                      attr="index", code="shape_error")
+    return (ins[0][1],)
+
+
+register(OpDef(
+    name="token", attrs=TokenAttrs, family="shape",
+    doc="Take one token of the sequence (ViT Eq. 4: y = LN(z_L^0) reads the class token): (T, D) -> "
+        "(D,). No parameters; MACs 0.",
+    infer=_token_infer,
+    emit=lambda a, i, o: Emit(call=f"{{0}}[:, {a.index}]"),
+    positional=("index",),
+))
