@@ -3,6 +3,7 @@ atomic writes, and that nothing from a spec is ever executed."""
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,16 +27,26 @@ GENERATED = ROOT / "generated"
 TV_SPECS = torchvision_specs()
 
 
+def _code_key(path: Path) -> str:
+    """The generated code without its module docstring and spec paths: equal for a table's column
+    and its single-network file (specs/resnet.yaml:resnet50 and specs/resnet50.yaml), different
+    for two networks that merely share a name (the paper's resnet50 and torchvision's)."""
+    text = path.read_text(encoding="utf-8")
+    text = text[text.index('"""', 3) + 3:]
+    return re.sub(r"\(specs/[^)]*\)", "()", text)
+
+
 def _zoo():
-    """Every network of the zoo once (a table's column and its single-network file are the same
-    network, e.g. specs/resnet.yaml:resnet50 and specs/resnet50.yaml)."""
+    """Every distinct network of the zoo once."""
     out, seen = [], set()
     for ref in expand_refs([str(ROOT / "specs")]):
         nets = load_networks(ref)
         for net in nets:
-            if net.name not in seen:
-                seen.add(net.name)
-                out.append((net, output_path(net.file, GENERATED, net.name, len(nets) > 1)))
+            path = output_path(net.file, GENERATED, net.name, len(nets) > 1)
+            key = _code_key(path)
+            if key not in seen:
+                seen.add(key)
+                out.append((net, path))
     return out
 
 
