@@ -36,11 +36,12 @@ from .sym import Sym, SymFloat, has_sym, plain
 __all__ = ["lower", "META_KEYS", "MERGES"]
 
 #: keys of a call that are not the op: how it is named, repeated, wired and checked
-META_KEYS = ("name", "repeat", "first", "when", "else", "from", "expect")
+META_KEYS = ("name", "names", "repeat", "first", "when", "else", "from", "expect")
 #: ops that take branches as well as references
 MERGES = ("add", "concat", "mul")
-#: combinators that are not ops (none yet)
-COMBINATORS: tuple[str, ...] = ()
+#: combinators that are not ops: they take a layer body and repeat: and lower to ordinary nodes
+#: (``dense``: DenseNet's connectivity, see :meth:`Lowerer.dense`)
+COMBINATORS: tuple[str, ...] = ("dense",)
 MAX_DEPTH = 200
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -66,7 +67,8 @@ class Frame:
         """The local name for a new child: the explicit name, the next index of a sequence, or an
         fx-style ``hint``, ``hint_1``, ... elsewhere."""
         if explicit:
-            if not _IDENT.match(hint) or keyword.iskeyword(hint):
+            numbered = self.kind == "dense" and hint.isdigit()  # names: "{i}" numbers the layers
+            if not numbered and (not _IDENT.match(hint) or keyword.iskeyword(hint)):
                 raise SpecError(f"the layer name '{_printable(hint)}' is not an identifier", mark=mark,
                                 path=spec_path, code="bad_name",
                                 hint="layer names become module attributes: letters, digits and _, "
@@ -441,6 +443,11 @@ class Lowerer:
               path: tuple, name: str | None, cmark: Mark | None) -> str:
         if "first" in expr and "repeat" not in expr:
             raise self.err("first: only goes with repeat:", _key_mark(expr, "first", mark), path, code="bad_call")
+        if "names" in expr and head not in COMBINATORS:
+            raise self.err("names: goes with dense: (it names each repetition of the dense layer)",
+                           _key_mark(expr, "names", mark), path, code="bad_call")
+        if head in COMBINATORS and "repeat" in expr:
+            return self.dense(expr, head, x, fr, env, mark, path, name)
         if "repeat" in expr:
             return self.repeat(expr, head, x, fr, env, mark, path, name)
         inputs = [x]
@@ -508,6 +515,72 @@ class Lowerer:
         if "expect" in expr:
             self.graph.layer_expects[seq.path] = (expr["expect"], expr)
         return out
+
+    def dense(self, expr: dict, head: str, x: str, fr: Frame, env: dict, mark: Mark | None,
+              path: tuple, name: str | None) -> str:
+        """``{dense: LAYER, repeat: n, names: PATTERN}``: dense connectivity (Huang et al. 2017).
+
+        Layer ``j`` reads the concatenation of the block's input and the outputs of layers
+        ``0 .. j-1``; the block's output is the concatenation of its input and every layer's output.
+        It lowers to ordinary nodes: ``n + 1`` ``concat`` nodes (``cat``, ``cat_1``, ...) and the
+        ``n`` layers, named by ``names:`` (an f-string-like pattern over the index ``i``; default
+        ``{i}``), all inside one module of kind ``dense``."""
+        if "first" in expr:
+            raise self.err("first: does not go with dense: (every layer is the same expression; "
+                           "use i in its arguments)", _key_mark(expr, "first", mark), path, code="bad_call")
+        if "from" in expr:
+            raise self.err("from: does not go with dense: (it reads the layer before it)",
+                           _key_mark(expr, "from", mark), path, code="bad_call")
+        rmark = _mark_of(expr, "repeat", mark)
+        n = self.value(_strict_text(expr["repeat"]), env, rmark, path + ("repeat",))
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise self.err(f"repeat must be a positive integer, got {n!r}", rmark, path + ("repeat",),
+                           code="bad_repeat")
+        pattern = expr.get("names", "{i}")
+        nmark = _mark_of(expr, "names", mark)
+        if not isinstance(pattern, str):
+            raise self.err(f"names: takes a pattern such as 'layer{{i + 1}}', got {pattern!r}", nmark,
+                           path + ("names",), code="bad_name")
+        local = fr.claim(name if name is not None else head, name is not None, mark, path)
+        dfr = Frame(path=fr.child_path(local), kind="dense", input=x, parent=fr)
+        info = ModuleInfo(path=dfr.path, kind="dense", input=x, mark=mark, guards=tuple(self.guards))
+        self.graph.modules[dfr.path] = info
+        body, bmark, bpath = expr[head], _mark_of(expr, head, mark), path + (head,)
+        feats = [x]
+        layers: list[str] = []
+        for i in range(n):
+            ienv = {**env, "i": i}
+            lname = self.pattern_name(pattern, ienv, nmark, path + ("names",))
+            cat = self.emit_node("concat", {}, list(feats), dfr, ienv, mark, bpath, None, mark)
+            feats.append(self.layer(body, cat, dfr, ienv, bmark, bpath, lname))
+            layers.append(lname)
+        out = self.emit_node("concat", {}, feats, dfr, env, mark, bpath, None, mark)
+        info.output = out
+        info.args = {"layers": layers}
+        fr.names[local] = out
+        self.graph.named[dfr.path] = out
+        if "expect" in expr:
+            self.graph.layer_expects[dfr.path] = (expr["expect"], expr)
+        return out
+
+    def pattern_name(self, pattern: str, env: dict, mark: Mark | None, path: tuple) -> str:
+        """``'denselayer{i + 1}'`` with ``i = 0`` -> ``'denselayer1'``: each ``{...}`` is an
+        expression (ints and strings only)."""
+        out, pos = [], 0
+        for m in re.finditer(r"\{([^{}]*)\}", pattern):
+            out.append(pattern[pos:m.start()])
+            v = self.value("$" + m.group(1), env, mark, path)
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise self.err(f"names: '{{{m.group(1)}}}' gives {v!r}; a name part must be an int or a string",
+                               mark, path, code="bad_name")
+            out.append(str(v))
+            pos = m.end()
+        out.append(pattern[pos:])
+        text = "".join(out)
+        if "{" in text or "}" in text:
+            raise self.err(f"names: unbalanced braces in '{_printable(pattern)}'", mark, path, code="bad_name",
+                           hint="write each index expression in one pair of braces: 'layer{i + 1}'")
+        return text
 
     def refs(self, spec: Any, fr: Frame, mark: Mark | None, path: tuple) -> list[str]:
         items = spec if isinstance(spec, list) else [spec]
