@@ -116,6 +116,7 @@ class Child:
     guard: str | None = None
     ctor_lines: list[str] = field(default_factory=list)  # multi-line constructor (nn.Sequential)
     else_inputs: list[int] | None = None  # what the child stands for when its guard is false
+    close: str = ")"           # closes a multi-line constructor
 
     def key(self) -> tuple:
         return (self.local, self.kind, self.ctor, tuple(self.ctor_lines), self.call, tuple(self.inputs), self.guard)
@@ -143,6 +144,7 @@ class Generator:
         self.used_names: set[str] = set()
         self.module_classes: dict[str, set[str]] = {}
         self.net_class = ""
+        self.dense_class: str | None = None
         # the module tree, indexed once: direct children, all nodes and first position per path
         self._children: dict[str, list[tuple[str, Any]]] = {}
         self._under: dict[str, list[str]] = {}
@@ -228,6 +230,8 @@ class Generator:
         if info.kind == "block":
             cls = self.instance_class[info.path]
             return Child(local, "module", self.block_ctor(info, cls), None, inputs, guard)
+        if info.kind == "dense":
+            return self.dense_child(info, local, inputs, guard)
         if info.kind == "seq":
             items, out = self.scope(info.path, in_seq=True)
             for j, it in enumerate(items):
@@ -247,6 +251,37 @@ class Generator:
         # a named group: a class of its own
         cls = self.instance_class[info.path]
         return Child(local, "module", f"{cls}()", None, inputs, guard)
+
+    def dense_child(self, info: Any, local: str, inputs: list[int], guard: str | None) -> Child:
+        """A ``dense:`` module: the shared ``Dense`` container (a forward that keeps the list of
+        features) holding the layers under their spec names, written as one comprehension when the
+        layers' constructors differ only by numbers that grow by a fixed step."""
+        by_local = {m.local if kind == "node" else m.path.rsplit(".", 1)[-1]: (kind, m)
+                    for kind, m in self.members(info.path)}
+        names: list[str] = info.args["layers"]
+        ctors: list[str] = []
+        for lname in names:
+            kind, m = by_local[lname]
+            c = self.node_child(m, [-1], True) if kind == "node" else self.module_child(m, [-1])
+            if c.kind != "module" or c.guard:
+                raise _err(f"the layers of the dense block '{info.path}' must be modules without when:", info)
+            ctors.append(c.ctor + ", ".join(c.ctor_lines) + ")" if c.ctor_lines else c.ctor)
+        cls = self.dense_helper()
+        n = len(names)
+        key, layer = _progression(names, names=True), _progression(ctors)
+        if key is not None and layer is not None:
+            comp = f"{{{key}: {layer} for i in range({n})}}"
+            if len(comp) + len(local) + len(cls) < 76:
+                return Child(local, "module", f"{cls}({comp})", None, inputs, guard)
+            return Child(local, "module", f"{cls}(", None, inputs, guard, [comp])
+        lines = [f"{n_!r}: {c}" for n_, c in zip(names, ctors)]
+        return Child(local, "module", f"{cls}({{", None, inputs, guard, lines, close="})")
+
+    def dense_helper(self) -> str:
+        """The ``Dense`` container class, emitted once per file when a spec uses ``dense:``."""
+        if self.dense_class is None:
+            self.dense_class = self.fresh_class("Dense")
+        return self.dense_class
 
     def block_ctor(self, info: Any, cls: str) -> str:
         blk = self.net.blocks[info.block]
@@ -373,7 +408,7 @@ class Generator:
         for c in sc.children:
             if c.kind == "module":
                 if c.ctor_lines:
-                    ctor = [c.ctor] + [f"    {l}," for l in c.ctor_lines] + [")"]
+                    ctor = [c.ctor] + [f"    {l}," for l in c.ctor_lines] + [c.close]
                 else:
                     ctor = [c.ctor]
                 if c.guard:
@@ -472,6 +507,49 @@ def _compress(ctors: list[str]) -> list[str]:
             out += [ctors[i]] * n
         i = j + 1
     return out
+
+
+_NUM = re.compile(r"(?<![\w.])\d+(?![\w.])")
+
+
+def _progression(texts: list[str], names: bool = False) -> str | None:
+    """One expression in ``i`` for ``texts[i]``, when the texts differ only in numbers that grow by
+    a fixed step: ``['DenseLayer(64)', 'DenseLayer(96)']`` -> ``'DenseLayer(64 + i * 32)'``. With
+    ``names``, the texts are strings and the result a string expression (``f"layer{i + 1}"``)."""
+    def term(vals: list[int]) -> str | None:
+        step = vals[1] - vals[0] if len(vals) > 1 else 0
+        if any(v != vals[0] + k * step for k, v in enumerate(vals)):
+            return None
+        if step == 0:
+            return str(vals[0])
+        t = "i" if step == 1 else f"i * {step}"
+        if vals[0] == 0:
+            return t
+        return f"{t} + {vals[0]}" if names else f"{vals[0]} + {t}"  # layer{i + 1}; Layer(64 + i * 32)
+
+    if names:
+        parts = [re.fullmatch(r"(.*?)(\d*)", t).groups() for t in texts]  # type: ignore[union-attr]
+        if len({p for p, _ in parts}) != 1 or any(not d or (d != "0" and d.startswith("0")) for _, d in parts):
+            return None
+        t = term([int(d) for _, d in parts])
+        if t is None:
+            return None
+        prefix = parts[0][0]
+        if not prefix:
+            return "str(i)" if t == "i" else f"str({t})"
+        return f'f"{prefix}{{{t}}}"' if "{" not in prefix and "\"" not in prefix else None
+    skeletons = {tuple(_NUM.split(t)) for t in texts}
+    if len(skeletons) != 1:
+        return None
+    (skeleton,) = skeletons
+    columns = list(zip(*[[int(v) for v in _NUM.findall(t)] for t in texts]))
+    out = [skeleton[0]]
+    for k, vals in enumerate(columns):
+        t = term(list(vals))
+        if t is None:
+            return None
+        out += [t, skeleton[k + 1]]
+    return "".join(out)
 
 
 def _merge(a: Scope, b: Scope) -> Scope | None:
@@ -580,6 +658,8 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
     gen.used_names.add(gen.net_class)
     gen.build()
     classes = []
+    if gen.dense_class is not None:
+        classes.append(_dense_class(gen.dense_class))
     for name, sc, doc in gen.classes:
         init, fwd = gen.render_scope(sc)
         classes.append({"name": name, "doc": doc, "signature": _signature(sc.params), "init": init,
@@ -617,6 +697,18 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
         block_names=[c["name"] for c in classes],
     )
     return ModelSource(net.name, gen.net_class, text, stats)
+
+
+def _dense_class(name: str) -> dict[str, Any]:
+    """The container of a ``dense:`` block: its layers are its children, in order."""
+    return {
+        "name": name,
+        "doc": "Layer j reads torch.cat of the input and layers 1..j-1; the block returns torch.cat of all.",
+        "signature": ["    def __init__(self, layers: dict[str, nn.Module]) -> None:"],
+        "init": ["for name, layer in layers.items():", "    self.add_module(name, layer)"],
+        "forward": ["features = [x]", "for layer in self.children():",
+                    "    features.append(layer(torch.cat(features, 1)))", "return torch.cat(features, 1)"],
+    }
 
 
 def _signature(params: list[tuple[str, str, str | None]]) -> list[str]:
