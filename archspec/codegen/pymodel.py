@@ -55,7 +55,7 @@ RESERVED = frozenset({"self", "x", "torch", "nn", "Tensor", "math", "build", "in
 _KNOWN_CASE = {"resnet": "ResNet", "resnext": "ResNeXt", "vgg": "VGG", "alexnet": "AlexNet",
                "lenet": "LeNet", "zfnet": "ZFNet", "googlenet": "GoogLeNet", "densenet": "DenseNet",
                "wrn": "WRN", "vit": "ViT", "nin": "NIN", "se": "SE", "bn": "BN", "cifar": "CIFAR",
-               "preact": "PreAct", "inception": "Inception", "plain": "Plain", "wide": "Wide"}
+               "preact": "PreAct", "inception": "Inception", "plain": "Plain", "wide": "Wide", "bc": "BC"}
 
 
 def class_name(name: str) -> str:
