@@ -359,6 +359,9 @@ class Lowerer:
         if word in MERGES:
             raise self.err(f"'{word}' needs branches or inputs", mark, path,
                            f"write {{{word}: [branch, branch]}} or {{{word}: {{}}, from: [a, b]}}", "bad_call")
+        if word in COMBINATORS:
+            raise self.err(f"'{word}' needs a layer and repeat:", mark, path,
+                           f"write {{{word}: LAYER, repeat: n}}", "bad_call")
         if self.is_callable(word) and word not in COMBINATORS:
             return self.call({word: None}, word, x, fr, env, mark, path, name)
         self.unknown(word, mark, path)
@@ -466,7 +469,8 @@ class Lowerer:
         if head_name in MERGES and isinstance(args, (list, dict)) and args != {}:
             out = self.merge(head_name, args, inputs, fr, env, amark, apath, name, cmark)
         elif head_name in COMBINATORS:
-            raise self.err(f"'{head_name}' takes a body and repeat:", cmark, path, code="bad_call")
+            raise self.err(f"'{head_name}' takes a body and repeat:", cmark, path,
+                           f"write {{{head_name}: LAYER, repeat: n}}", "bad_call")
         elif head_name in self.net.blocks:
             out = self.block(self.net.blocks[head_name], args, inputs, fr, env, amark, apath, name, cmark)
         else:
@@ -551,8 +555,22 @@ class Lowerer:
         for i in range(n):
             ienv = {**env, "i": i}
             lname = self.pattern_name(pattern, ienv, nmark, path + ("names",))
+            if not (lname.isdigit() or (_IDENT.match(lname) and not keyword.iskeyword(lname))):
+                raise self.err(f"names: gives '{_printable(lname)}' for i = {i}, which is not an identifier",
+                               nmark, path + ("names",), "layer names become module attributes: letters, "
+                               "digits and _ ('denselayer{i + 1}'), or the index alone ('{i}')", "bad_name")
+            if lname in layers:
+                raise self.err(f"names: gives '{lname}' twice (i = {layers.index(lname)} and i = {i})",
+                               nmark, path + ("names",), "use i in the pattern: 'layer{i + 1}'", "duplicate_name")
             cat = self.emit_node("concat", {}, list(feats), dfr, ienv, mark, bpath, None, mark)
-            feats.append(self.layer(body, cat, dfr, ienv, bmark, bpath, lname))
+            y = self.layer(body, cat, dfr, ienv, bmark, bpath, lname)
+            xs, ys = self.shape(x), self.shape(y)
+            if len(ys) != len(xs) or ys[1:] != xs[1:]:
+                raise self.err(f"layer {i} of the dense block turns {list(self.shape(cat))} into {list(ys)}; "
+                               f"dense layers must keep the size {list(xs[1:])} to be concatenated",
+                               bmark, bpath, "downsample between dense blocks (a transition), not inside",
+                               "shape_mismatch")
+            feats.append(y)
             layers.append(lname)
         out = self.emit_node("concat", {}, feats, dfr, env, mark, bpath, None, mark)
         info.output = out

@@ -18,6 +18,10 @@ META = {
     "else": {"type": "string", "description": "with when: the named layer this one stands for when false"},
     "from": {"type": ["string", "array"], "description": "named layer(s) to take input from"},
     "expect": {"type": "object", "description": "the paper's numbers for this layer"},
+    "names": {"type": "string", "description": "with dense: the name of each layer, a pattern over i: 'denselayer{i + 1}'"},
+    "dense": {"$ref": "#/$defs/Layer",
+              "description": "with repeat: n, dense connectivity: layer j reads the concatenation of the input and "
+                             "layers 0..j-1; the output is the concatenation of all"},
 }
 
 
