@@ -211,3 +211,53 @@ def test_dense_with_first_or_from(tmp_path):
     check_spec(tmp_path, "name: t\ninput: [3, 32, 32]\nnetwork:\n  a: relu\n"
                "  b: {dense: {conv: {out: 4, kernel: 1}}, repeat: 2, from: a}\n",
                5, 54, "from: does not go with dense:", "network.b")
+
+
+# ------------------------------------------------------------------------------------ the zoo
+def _cifar_params(depth: int, k: int, bc: bool, classes: int = 10) -> int:
+    """Huang et al. §3/§4.2 in closed form: 3 blocks of n layers, BN (2c) + bias-free convs."""
+    n = (depth - 4) // (6 if bc else 3)
+    c = 2 * k if bc else 16
+    total = 3 * 9 * c
+    for b in range(3):
+        for j in range(n):
+            m = c + j * k
+            total += 2 * m + (m * 4 * k + 2 * 4 * k + 4 * k * 9 * k if bc else m * 9 * k)
+        c += n * k
+        if b < 2:
+            total += 2 * c + c * (c // 2 if bc else c)
+            c = c // 2 if bc else c
+    return total + 2 * c + c * classes + classes
+
+
+@pytest.mark.parametrize("column,depth,k,bc", [
+    ("densenet40_k12", 40, 12, False), ("densenet100_k12", 100, 12, False),
+    ("densenet100_k24", 100, 24, False), ("densenet_bc100_k12", 100, 12, True),
+    ("densenet_bc250_k24", 250, 24, True), ("densenet_bc190_k40", 190, 40, True),
+])
+def test_cifar_densenets_count_the_closed_form(column, depth, k, bc):
+    [net] = load_networks(f"specs/densenet_cifar.yaml:{column}")
+    g = lower(net)
+    assert analyse(g).params == _cifar_params(depth, k, bc)
+    n = (depth - 4) // (6 if bc else 3)
+    assert sum(1 for m in g.modules.values() if m.kind == "dense") == 3
+    assert [g.node(g.modules[f"dense_block{b}"].output).shape[1:] for b in (1, 2, 3)] == [(32, 32), (16, 16), (8, 8)]
+    assert g.node(g.modules["dense_block1"].output).shape[0] == (2 * k if bc else 16) + n * k
+
+
+@pytest.mark.parametrize("name", ["densenet121", "densenet169", "densenet201"])
+def test_paper_table_and_torchvision_are_the_same_network(name):
+    [paper] = load_networks(f"specs/{name}.yaml")
+    [tv] = load_networks(f"specs/torchvision/{name}.yaml")
+    a, b = analyse(lower(paper)), analyse(lower(tv))
+    assert (a.params, a.macs, a.weights) == (b.params, b.macs, b.weights)
+    # the paper's spec ends in softmax (Table 1's "1000D fully-connected, softmax"): 1000 more elements
+    assert a.activations == b.activations + 1000
+
+
+def test_zoo_has_the_densenets_of_this_issue():
+    names = {net.name for ref in ("specs/densenet.yaml", "specs/densenet_cifar.yaml") for net in load_networks(ref)}
+    assert {"densenet121", "densenet169", "densenet201", "densenet264", "densenet40_k12",
+            "densenet_bc100_k12"} <= names
+    assert {p.stem for p in (ROOT / "specs" / "torchvision").glob("densenet*.yaml")} == \
+        {"densenet121", "densenet161", "densenet169", "densenet201"}
