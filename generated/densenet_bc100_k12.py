@@ -25,7 +25,7 @@ __all__ = ["Dense", "BottleneckLayer", "Transition", "DenseNetBC100K12", "build"
 
 
 class Dense(nn.Module):
-    """Layer j reads torch.cat of the input and layers 1..j-1; the block returns torch.cat of all."""
+    """Layer j reads torch.cat of the input and layers 0..j-1; returns torch.cat of all."""
 
     def __init__(self, layers: dict[str, nn.Module]) -> None:
         super().__init__()
@@ -40,7 +40,7 @@ class Dense(nn.Module):
 
 
 class BottleneckLayer(nn.Module):
-    """BN-ReLU-Conv(1×1, 4k)-BN-ReLU-Conv(3×3, k): one layer of DenseNet-B (§3, bottleneck layers)."""
+    """BN-ReLU-Conv(1×1, 4k)-BN-ReLU-Conv(3×3, k): a DenseNet-B layer (§3, bottleneck layers)."""
 
     def __init__(self, in_channels: int, k: int = 12) -> None:
         super().__init__()
@@ -62,7 +62,7 @@ class BottleneckLayer(nn.Module):
 
 
 class Transition(nn.Module):
-    """BN-ReLU-Conv(1×1) keeping floor(θ·m) maps, then 2×2 average pooling (§3, transition layers)."""
+    """BN-ReLU-Conv(1×1) to floor(θ·m) maps, then 2×2 average pooling (§3, transitions)."""
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()

@@ -703,7 +703,7 @@ def _dense_class(name: str) -> dict[str, Any]:
     """The container of a ``dense:`` block: its layers are its children, in order."""
     return {
         "name": name,
-        "doc": "Layer j reads torch.cat of the input and layers 1..j-1; the block returns torch.cat of all.",
+        "doc": "Layer j reads torch.cat of the input and layers 0..j-1; returns torch.cat of all.",
         "signature": ["    def __init__(self, layers: dict[str, nn.Module]) -> None:"],
         "init": ["for name, layer in layers.items():", "    self.add_module(name, layer)"],
         "forward": ["features = [x]", "for layer in self.children():",

@@ -24,7 +24,7 @@ __all__ = ["Dense", "DenseLayer", "Transition", "DenseNet264", "build"]
 
 
 class Dense(nn.Module):
-    """Layer j reads torch.cat of the input and layers 1..j-1; the block returns torch.cat of all."""
+    """Layer j reads torch.cat of the input and layers 0..j-1; returns torch.cat of all."""
 
     def __init__(self, layers: dict[str, nn.Module]) -> None:
         super().__init__()
@@ -61,7 +61,7 @@ class DenseLayer(nn.Module):
 
 
 class Transition(nn.Module):
-    """BN-ReLU-Conv(1×1) keeping floor(θ·m) maps, then 2×2 average pooling (§3, transition layers)."""
+    """BN-ReLU-Conv(1×1) to floor(θ·m) maps, then 2×2 average pooling (§3, transitions)."""
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()

@@ -21,7 +21,7 @@ __all__ = ["Dense", "DenseLayer", "Transition", "Features", "DenseNet169", "buil
 
 
 class Dense(nn.Module):
-    """Layer j reads torch.cat of the input and layers 1..j-1; the block returns torch.cat of all."""
+    """Layer j reads torch.cat of the input and layers 0..j-1; returns torch.cat of all."""
 
     def __init__(self, layers: dict[str, nn.Module]) -> None:
         super().__init__()
@@ -36,7 +36,7 @@ class Dense(nn.Module):
 
 
 class DenseLayer(nn.Module):
-    """BN-ReLU-Conv(1×1, bn_size·k)-BN-ReLU-Conv(3×3, k): one layer of a dense block (DenseNet-B)."""
+    """BN-ReLU-Conv(1×1, bn_size·k)-BN-ReLU-Conv(3×3, k): a layer of a dense block."""
 
     def __init__(self, in_channels: int, growth_rate: int = 32, bn_size: int = 4) -> None:
         super().__init__()
