@@ -183,9 +183,35 @@ def test_dense_as_a_bare_word(tmp_path):
                "{dense: LAYER, repeat: n}")
 
 
-def test_names_without_dense(tmp_path):
+def test_names_without_repeat(tmp_path):
     check_spec(tmp_path, NET + '  - {conv: {out: 4, kernel: 1}, names: "c{i}"}\n', 4, 33,
-               "names: goes with dense:", "network[0]")
+               "names: goes with repeat:", "network[0]")
+
+
+def test_names_on_a_plain_repeat(tmp_path):
+    spec = HEAD8 + textwrap.dedent("""\
+        network:
+          stem: {conv: {out: 4, kernel: 3, padding: 1}}
+          convs: {conv: {out: "4 * (i + 2)", kernel: 3, padding: 1}, repeat: 3, names: "conv{i + 1}"}
+          odd: {conv: {out: "3 if i == 0 else 5", kernel: 1}, repeat: 3, names: "c{i}"}
+        """) + TAIL
+    g = lower(_net(tmp_path, spec))
+    assert [n.id for n in g.nodes()][2:8] == ["convs.conv1", "convs.conv2", "convs.conv3", "odd.c0", "odd.c1", "odd.c2"]
+    mod, text = _module(tmp_path, spec)
+    assert "from collections import OrderedDict\n" in text
+    assert '[(f"conv{i + 1}", nn.Conv2d(4 + i * 4, 8 + i * 4, kernel_size=3, padding=1)) for i in range(3)]' in text
+    assert "('c1', nn.Conv2d(3, 5, kernel_size=1))," in text
+    model = mod.build().eval()
+    assert [k for k in model.state_dict() if k.endswith("weight")][:7] == [
+        "stem.weight", "convs.conv1.weight", "convs.conv2.weight", "convs.conv3.weight",
+        "odd.c0.weight", "odd.c1.weight", "odd.c2.weight"]
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        y = model.stem(x)
+        for m in [*model.convs.children(), *model.odd.children(), model.head]:
+            y = m(y)
+        assert torch.equal(model(x), y)
+    assert sum(p.numel() for p in model.parameters()) == analyse(g).params
 
 
 @pytest.mark.parametrize("pattern,message,hint", [

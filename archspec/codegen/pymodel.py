@@ -145,6 +145,7 @@ class Generator:
         self.module_classes: dict[str, set[str]] = {}
         self.net_class = ""
         self.dense_class: str | None = None
+        self.uses_ordered_dict = False
         # the module tree, indexed once: direct children, all nodes and first position per path
         self._children: dict[str, list[tuple[str, Any]]] = {}
         self._under: dict[str, list[str]] = {}
@@ -243,6 +244,8 @@ class Generator:
                                f"parameters; generated code cannot express that yet", info)
                 if it.kind == "skip":
                     raise _err(f"a when: inside the numbered sequence '{info.path}' cannot be generated", info)
+            if any(it.local != str(j) for j, it in enumerate(items)):  # repeat: with names:
+                return self.named_seq_child(local, items, inputs, guard)
             lines = _compress([it.ctor for it in items])
             if len(lines) <= 2 and sum(len(s) for s in lines) < 60:
                 ctor = "nn.Sequential(" + ", ".join(lines) + ")"
@@ -276,6 +279,22 @@ class Generator:
             return Child(local, "module", f"{cls}(", None, inputs, guard, [comp])
         lines = [f"{n_!r}: {c}" for n_, c in zip(names, ctors)]
         return Child(local, "module", f"{cls}({{", None, inputs, guard, lines, close="})")
+
+    def named_seq_child(self, local: str, items: list[Child], inputs: list[int], guard: str | None) -> Child:
+        """A repetition whose items ``names:`` named: ``nn.Sequential(OrderedDict(...))``, one
+        generator expression when the names and constructors follow the index."""
+        self.uses_ordered_dict = True
+        names = [it.local for it in items]
+        ctors = [it.ctor + ", ".join(it.ctor_lines) + ")" if it.ctor_lines else it.ctor for it in items]
+        key, layer = _progression(names, names=True), _progression(ctors)
+        if key is not None and layer is not None:
+            gen = f"({key}, {layer}) for i in range({len(items)})"
+            if len(gen) + len(local) < 56:
+                return Child(local, "module", f"nn.Sequential(OrderedDict({gen}))", None, inputs, guard)
+            return Child(local, "module", "nn.Sequential(OrderedDict(", None, inputs, guard, [f"[{gen}]"],
+                         close="))")
+        lines = [f"({n!r}, {c})" for n, c in zip(names, ctors)]
+        return Child(local, "module", "nn.Sequential(OrderedDict([", None, inputs, guard, lines, close="]))")
 
     def dense_helper(self) -> str:
         """The ``Dense`` container class, emitted once per file when a spec uses ``dense:``."""
@@ -694,6 +713,7 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
         init_lines=init_lines,
         num_classes=net.num_classes,
         uses_math=any("math." in l for c in classes for l in c["init"]),
+        uses_ordered_dict=gen.uses_ordered_dict,
         block_names=[c["name"] for c in classes],
     )
     return ModelSource(net.name, gen.net_class, text, stats)

@@ -67,7 +67,7 @@ class Frame:
         """The local name for a new child: the explicit name, the next index of a sequence, or an
         fx-style ``hint``, ``hint_1``, ... elsewhere."""
         if explicit:
-            numbered = self.kind == "dense" and hint.isdigit()  # names: "{i}" numbers the layers
+            numbered = self.kind in ("dense", "seq") and hint.isdigit()  # names: "{i}" numbers them
             if not numbered and (not _IDENT.match(hint) or keyword.iskeyword(hint)):
                 raise SpecError(f"the layer name '{_printable(hint)}' is not an identifier", mark=mark,
                                 path=spec_path, code="bad_name",
@@ -446,8 +446,8 @@ class Lowerer:
               path: tuple, name: str | None, cmark: Mark | None) -> str:
         if "first" in expr and "repeat" not in expr:
             raise self.err("first: only goes with repeat:", _key_mark(expr, "first", mark), path, code="bad_call")
-        if "names" in expr and head not in COMBINATORS:
-            raise self.err("names: goes with dense: (it names each repetition of the dense layer)",
+        if "names" in expr and "repeat" not in expr:
+            raise self.err("names: goes with repeat: (it names each repetition)",
                            _key_mark(expr, "names", mark), path, code="bad_call")
         if head in COMBINATORS and "repeat" in expr:
             return self.dense(expr, head, x, fr, env, mark, path, name)
@@ -491,7 +491,8 @@ class Lowerer:
         seq = Frame(path=fr.child_path(local), kind="seq", input=x, parent=fr)
         self.graph.modules[seq.path] = ModuleInfo(path=seq.path, kind="seq", input=x, mark=mark,
                                                   guards=tuple(self.guards))
-        base = {k: v for k, v in expr.items() if k not in ("repeat", "first", "name", "expect")}
+        base = {k: v for k, v in expr.items() if k not in ("repeat", "first", "name", "names", "expect")}
+        names = self.repeat_names(expr, n, env, mark, path) if "names" in expr else [None] * n
         first = expr.get("first")
         if first is not None and not isinstance(first, dict):
             raise self.err("first: takes the arguments that differ in the first repetition",
@@ -512,7 +513,7 @@ class Lowerer:
                     if isinstance(first, LocDict):
                         merged.value_marks[k] = first.mark_of(k)
                 call[head] = merged
-            out = self.layer(_as_locdict(call, expr), out, seq, {**env, "i": i}, mark, path, None)
+            out = self.layer(_as_locdict(call, expr), out, seq, {**env, "i": i}, mark, path, names[i])
         self.graph.modules[seq.path].output = out
         fr.names[local] = out
         self.graph.named[seq.path] = out
@@ -540,11 +541,7 @@ class Lowerer:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise self.err(f"repeat must be a positive integer, got {n!r}", rmark, path + ("repeat",),
                            code="bad_repeat")
-        pattern = expr.get("names", "{i}")
-        nmark = _mark_of(expr, "names", mark)
-        if not isinstance(pattern, str):
-            raise self.err(f"names: takes a pattern such as 'layer{{i + 1}}', got {pattern!r}", nmark,
-                           path + ("names",), code="bad_name")
+        names = self.repeat_names(expr, n, env, mark, path)
         local = fr.claim(name if name is not None else head, name is not None, mark, path)
         dfr = Frame(path=fr.child_path(local), kind="dense", input=x, parent=fr)
         info = ModuleInfo(path=dfr.path, kind="dense", input=x, mark=mark, guards=tuple(self.guards))
@@ -552,16 +549,8 @@ class Lowerer:
         body, bmark, bpath = expr[head], _mark_of(expr, head, mark), path + (head,)
         feats = [x]
         layers: list[str] = []
-        for i in range(n):
+        for i, lname in enumerate(names):
             ienv = {**env, "i": i}
-            lname = self.pattern_name(pattern, ienv, nmark, path + ("names",))
-            if not (lname.isdigit() or (_IDENT.match(lname) and not keyword.iskeyword(lname))):
-                raise self.err(f"names: gives '{_printable(lname)}' for i = {i}, which is not an identifier",
-                               nmark, path + ("names",), "layer names become module attributes: letters, "
-                               "digits and _ ('denselayer{i + 1}'), or the index alone ('{i}')", "bad_name")
-            if lname in layers:
-                raise self.err(f"names: gives '{lname}' twice (i = {layers.index(lname)} and i = {i})",
-                               nmark, path + ("names",), "use i in the pattern: 'layer{i + 1}'", "duplicate_name")
             cat = self.emit_node("concat", {}, list(feats), dfr, ienv, mark, bpath, None, mark)
             y = self.layer(body, cat, dfr, ienv, bmark, bpath, lname)
             xs, ys = self.shape(x), self.shape(y)
@@ -579,6 +568,26 @@ class Lowerer:
         self.graph.named[dfr.path] = out
         if "expect" in expr:
             self.graph.layer_expects[dfr.path] = (expr["expect"], expr)
+        return out
+
+    def repeat_names(self, expr: dict, n: int, env: dict, mark: Mark | None, path: tuple) -> list[str]:
+        """The names ``names:`` gives the ``n`` repetitions of a call (default ``{i}``: 0, 1, ...)."""
+        pattern = expr.get("names", "{i}")
+        nmark, npath = _mark_of(expr, "names", mark), path + ("names",)
+        if not isinstance(pattern, str):
+            raise self.err(f"names: takes a pattern such as 'layer{{i + 1}}', got {pattern!r}", nmark, npath,
+                           code="bad_name")
+        out: list[str] = []
+        for i in range(n):
+            lname = self.pattern_name(pattern, {**env, "i": i}, nmark, npath)
+            if not (lname.isdigit() or (_IDENT.match(lname) and not keyword.iskeyword(lname))):
+                raise self.err(f"names: gives '{_printable(lname)}' for i = {i}, which is not an identifier",
+                               nmark, npath, "layer names become module attributes: letters, digits and _ "
+                               "('denselayer{i + 1}'), or the index alone ('{i}')", "bad_name")
+            if lname in out:
+                raise self.err(f"names: gives '{lname}' twice (i = {out.index(lname)} and i = {i})",
+                               nmark, npath, "use i in the pattern: 'layer{i + 1}'", "duplicate_name")
+            out.append(lname)
         return out
 
     def pattern_name(self, pattern: str, env: dict, mark: Mark | None, path: tuple) -> str:
