@@ -152,6 +152,9 @@ def test_progression_of_constructors_and_names():
     assert _progression(["nn.BatchNorm2d(8, eps=0.001)", "nn.BatchNorm2d(9, eps=0.001)"]) == \
         "nn.BatchNorm2d(8 + i, eps=0.001)"
     assert _progression(["nn.Conv2d(0, 4)", "nn.Conv2d(4, 4)"]) == "nn.Conv2d(i * 4, 4)"
+    assert _progression(["f(x=-1)", "f(x=0)"]) == "f(x=-1 + i)"
+    assert _progression(["f(a - 5)", "f(a - 6)"]) == "f(a - (5 + i))"
+    assert _progression(["f(a * 0)", "f(a * 2)"]) == "f(a * (i * 2))"
     assert _progression(["L(2)", "L(3)", "L(3)"]) is None
     assert _progression(["A(1)", "B(1)"]) is None
     assert _progression(["denselayer1", "denselayer2", "denselayer3"], names=True) == 'f"denselayer{i + 1}"'

@@ -528,7 +528,7 @@ def _compress(ctors: list[str]) -> list[str]:
     return out
 
 
-_NUM = re.compile(r"(?<![\w.])\d+(?![\w.])")
+_NUM = re.compile(r"(?<![\w.])-?\d+(?![\w.])")  # integer literals, with their sign; not 1e-05 or x1
 
 
 def _progression(texts: list[str], names: bool = False) -> str | None:
@@ -567,6 +567,10 @@ def _progression(texts: list[str], names: bool = False) -> str | None:
         t = term(list(vals))
         if t is None:
             return None
+        before, after = skeleton[k].rstrip()[-1:], skeleton[k + 1].lstrip()[:1]
+        if not re.fullmatch(r"-?\d+|i", t) and not (before in ("", "(", "[", "{", ",", "=", ":")
+                                                     and after in ("", ")", "]", "}", ",")):
+            t = f"({t})"  # a sum next to an operator: 'a - 5' -> 'a - (5 + i)'
         out += [t, skeleton[k + 1]]
     return "".join(out)
 
