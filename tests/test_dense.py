@@ -128,10 +128,13 @@ def test_default_names_are_the_index_and_any_layer_body_works(tmp_path):
 def test_dense_inside_a_block_with_a_symbolic_count(tmp_path):
     spec = "name: t\ninput: [3, 8, 8]\nnum_classes: 5\nparams: {k: 4}\n" + textwrap.dedent("""\
         blocks:
+          unit:
+            body: [bn, relu, {conv: {out: k, kernel: 3, padding: 1, bias: false}}]
           stage:
             params: {n: int}
             body:
-              - {dense: {conv: {out: k, kernel: 3, padding: 1}}, repeat: n, names: "unit{i}"}
+              - {dense: unit, repeat: n, names: "unit{i}"}
+              - {dense: {conv: {out: 2, kernel: 1}}, repeat: n}
               - {conv: {out: in.c, kernel: 1}}
         network:
           stem: {conv: {out: 8, kernel: 3, padding: 1}}
@@ -139,12 +142,27 @@ def test_dense_inside_a_block_with_a_symbolic_count(tmp_path):
           s2: {stage: {n: 3}}
         """) + TAIL
     g = lower(_net(tmp_path, spec))
-    assert g.node("s2.conv").in_shapes == [(8 + 3 * 4, 8, 8)]
-    mod, _ = _module(tmp_path, spec)
+    assert g.node("s2.conv").in_shapes == [(8 + 3 * 4 + 3 * 2, 8, 8)]
+    mod, text = _module(tmp_path, spec)
+    # both instances share one class: the layer count and the channels are expressions
+    assert text.count("class Stage") == 1
+    assert 'self.dense = Dense({f"unit{i}": Unit(in_channels + i * 4) for i in range(n)})' in text
+    assert "{str(i): nn.Conv2d(in_channels + n * 4 + i * 2, 2, kernel_size=1) for i in range(n)}" in text
+    assert "self.conv = nn.Conv2d(in_channels + n * 4 + n * 2, in_channels, kernel_size=1)" in text
     model = mod.build().eval()
     assert [n for n, _ in model.s2.dense.named_children()] == ["unit0", "unit1", "unit2"]
     assert sum(p.numel() for p in model.parameters()) == analyse(g).params
-    assert model(torch.randn(1, 3, 8, 8)).shape == (1, 5)
+    seen = {}
+    for name, m in model.named_modules():
+        if name in ("s1.dense", "s2.dense", "s2.dense_1", "s2.dense.unit2", "s2.dense_1.2"):
+            m.register_forward_hook(lambda mod_, i, o, name=name: seen.__setitem__(name, tuple(o.shape[1:])))
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        assert model(x).shape == (1, 5)
+        s2_in = model.s1(model.stem(x))
+        assert torch.equal(model.s2.dense(s2_in), _dense_reference(s2_in, list(model.s2.dense.children())))
+    assert seen == {p: g.node(g.modules[p].output if p in g.modules else p).shape for p in seen}
+    assert len(seen) == 5
 
 
 def test_progression_of_constructors_and_names():

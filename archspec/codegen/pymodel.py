@@ -270,15 +270,38 @@ class Generator:
                 raise _err(f"the layers of the dense block '{info.path}' must be modules without when:", info)
             ctors.append(c.ctor + ", ".join(c.ctor_lines) + ")" if c.ctor_lines else c.ctor)
         cls = self.dense_helper()
-        n = len(names)
-        key, layer = _progression(names, names=True), _progression(ctors)
+        count = _expr(info.args["count"])
+        key, layer = _progression(names, names=True), self.dense_loop_ctor(info, by_local)
+        if layer is None:
+            count, layer = str(len(names)), _progression(ctors)
         if key is not None and layer is not None:
-            comp = f"{{{key}: {layer} for i in range({n})}}"
+            comp = f"{{{key}: {layer} for i in range({count})}}"
             if len(comp) + len(local) + len(cls) < 76:
                 return Child(local, "module", f"{cls}({comp})", None, inputs, guard)
             return Child(local, "module", f"{cls}(", None, inputs, guard, [comp])
         lines = [f"{n_!r}: {c}" for n_, c in zip(names, ctors)]
         return Child(local, "module", f"{cls}({{", None, inputs, guard, lines, close="})")
+
+    def dense_loop_ctor(self, info: Any, by_local: dict[str, tuple[str, Any]]) -> str | None:
+        """The one constructor, in ``i``, of every layer of a dense block whose layers are blocks or
+        ops that each add the same channels (``DenseLayer(in_channels + i * k)``), or None."""
+        sym_in = info.args.get("sym_in")
+        if not sym_in:
+            return None
+        texts = set()
+        for lname, cin in zip(info.args["layers"], sym_in):
+            kind, m = by_local[lname]
+            if kind == "node":
+                c = self.node_child(m.model_copy(update={"sym_in": [(cin,) + tuple(m.sym_in[0][1:])]}), [-1], True)
+            elif m.kind == "block":
+                c = Child(lname, "module", self.block_ctor(m.model_copy(update={"sym_in": cin}),
+                                                           self.instance_class[m.path]), None, [-1])
+            else:
+                return None
+            if c.kind != "module" or c.ctor_lines:
+                return None
+            texts.add(c.ctor)
+        return texts.pop() if len(texts) == 1 else None
 
     def named_seq_child(self, local: str, items: list[Child], inputs: list[int], guard: str | None) -> Child:
         """A repetition whose items ``names:`` named: ``nn.Sequential(OrderedDict(...))``, one

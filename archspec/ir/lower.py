@@ -563,12 +563,28 @@ class Lowerer:
             layers.append(lname)
         out = self.emit_node("concat", {}, feats, dfr, env, mark, bpath, None, mark)
         info.output = out
-        info.args = {"layers": layers}
+        info.args = {"layers": layers, "count": n}
+        if self.symbolic:
+            self.dense_symbols(info, x, feats[1:], out, n)
         fr.names[local] = out
         self.graph.named[dfr.path] = out
         if "expect" in expr:
             self.graph.layer_expects[dfr.path] = (expr["expect"], expr)
         return out
+
+    def dense_symbols(self, info: ModuleInfo, x: str, outs: list[str], out: str, n: int) -> None:
+        """For code generation: when every layer adds the same channels ``g``, layer ``i`` reads
+        ``C + i * g`` channels (kept as ``info.args['sym_in']`` for a loop over ``i``) and the block
+        gives ``C + n * g``, so instances of a block that differ only in ``n`` share one class."""
+        gs = [self.sym_shapes.get(y, self.shape(y))[0] for y in outs]
+        if any(str(v) != str(gs[0]) or int(v) != int(gs[0]) for v in gs):
+            return
+        xc = self.input_sym_shape(x)[0]
+        total = xc + n * gs[0]
+        if int(total) != self.shape(out)[0]:
+            return
+        info.args["sym_in"] = [xc + Sym(j, "i") * gs[0] for j in range(n)]
+        self.sym_shapes[out] = (total,) + tuple(self.sym_shapes[out][1:])
 
     def repeat_names(self, expr: dict, n: int, env: dict, mark: Mark | None, path: tuple) -> list[str]:
         """The names ``names:`` gives the ``n`` repetitions of a call (default ``{i}``: 0, 1, ...)."""
