@@ -262,7 +262,7 @@ def test_dense_with_first_or_from(tmp_path):
 
 # ------------------------------------------------------------------------------------ the zoo
 def _cifar_params(depth: int, k: int, bc: bool, classes: int = 10) -> int:
-    """Huang et al. §3/§4.2 in closed form: 3 blocks of n layers, BN (2c) + bias-free convs."""
+    """Huang et al. §3 ("Implementation Details") in closed form: BN (2c) and bias-free convs."""
     n = (depth - 4) // (6 if bc else 3)
     c = 2 * k if bc else 16
     total = 3 * 9 * c
