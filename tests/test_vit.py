@@ -182,9 +182,9 @@ def test_class_token_on_a_feature_map(tmp_path):
 
 
 @pytest.mark.parametrize("names, message, hint", [
-    ('"{i}conv"', "names: gives '0conv', which is not an identifier", "letters, digits and _"),
-    ("conv", "names: is a pattern over the repetition index, got 'conv'", "encoder_layer_{i}"),
-    ('"c{i % 1}"', "names: gives 'c0' twice", "its own name"),
+    ('"{i}conv"', "names: gives '0conv' for i = 0, which is not an identifier", "letters, digits and _"),
+    ("conv", "names: gives 'conv' twice (i = 0 and i = 1)", "use i in the pattern"),
+    ('"c{i % 1}"', "names: gives 'c0' twice (i = 0 and i = 1)", "use i in the pattern"),
 ])
 def test_bad_repeat_names(tmp_path, names, message, hint):
     spec = HEAD + f"network:\n  stage: {{conv: {{out: 8, kernel: 3, padding: 1}}, repeat: 2, names: {names}}}\n"
@@ -193,7 +193,7 @@ def test_bad_repeat_names(tmp_path, names, message, hint):
 
 def test_names_without_repeat(tmp_path):
     spec = HEAD + 'network:\n  - {conv: {out: 8, kernel: 3}, names: "c{i}"}\n'
-    check_spec(tmp_path, spec, 4, 33, "names: only goes with repeat:", "network[0]")
+    check_spec(tmp_path, spec, 4, 33, "names: goes with repeat: (it names each repetition)", "network[0]")
 
 
 def test_attention_in_a_numbered_sequence_cannot_be_generated(tmp_path):

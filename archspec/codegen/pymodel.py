@@ -56,7 +56,7 @@ RESERVED = frozenset({"self", "x", "torch", "nn", "Tensor", "math", "build", "in
 _KNOWN_CASE = {"resnet": "ResNet", "resnext": "ResNeXt", "vgg": "VGG", "alexnet": "AlexNet",
                "lenet": "LeNet", "zfnet": "ZFNet", "googlenet": "GoogLeNet", "densenet": "DenseNet",
                "wrn": "WRN", "vit": "ViT", "nin": "NIN", "se": "SE", "bn": "BN", "cifar": "CIFAR",
-               "preact": "PreAct", "inception": "Inception", "plain": "Plain", "wide": "Wide"}
+               "preact": "PreAct", "inception": "Inception", "plain": "Plain", "wide": "Wide", "bc": "BC"}
 
 
 def class_name(name: str) -> str:
@@ -115,8 +115,9 @@ class Child:
     call: str | None           # forward template with {0}, {1}, ... and {self} for the attribute
     inputs: list[int]          # -1 = the scope's input, else an index into the children
     guard: str | None = None
-    ctor_lines: list[str] = field(default_factory=list)  # multi-line constructor (nn.Sequential), with commas
+    ctor_lines: list[str] = field(default_factory=list)  # multi-line constructor (nn.Sequential)
     else_inputs: list[int] | None = None  # what the child stands for when its guard is false
+    close: str = ")"           # closes a multi-line constructor
 
     def key(self) -> tuple:
         return (self.local, self.kind, self.ctor, tuple(self.ctor_lines), self.call, tuple(self.inputs), self.guard)
@@ -146,6 +147,7 @@ class Generator:
         self.uses_ordered_dict = False
         self.group_params: dict[str, list] = {}
         self.net_class = ""
+        self.dense_class: str | None = None
         # the module tree, indexed once: direct children, all nodes and first position per path
         self._children: dict[str, list[tuple[str, Any]]] = {}
         self._under: dict[str, list[str]] = {}
@@ -241,6 +243,8 @@ class Generator:
         if info.kind == "block":
             cls = self.instance_class[info.path]
             return Child(local, "module", self.block_ctor(info, cls), None, inputs, guard)
+        if info.kind == "dense":
+            return self.dense_child(info, local, inputs, guard)
         if info.kind == "seq":
             items, out = self.scope(info.path, in_seq=True)
             for j, it in enumerate(items):
@@ -252,19 +256,86 @@ class Generator:
                                f"parameters; generated code cannot express that yet", info)
                 if it.kind == "skip":
                     raise _err(f"a when: inside the numbered sequence '{info.path}' cannot be generated", info)
-            if any(it.local != str(j) for j, it in enumerate(items)):  # repeat with names:
-                self.uses_ordered_dict = True
-                return Child(local, "module", "nn.Sequential(", None, inputs, guard,
-                             _named_items([(it.local, it.ctor) for it in items]))
+            if any(it.local != str(j) for j, it in enumerate(items)):  # repeat: with names:
+                return self.named_seq_child(local, items, inputs, guard)
             lines = _compress([it.ctor for it in items])
             if len(lines) <= 2 and sum(len(s) for s in lines) < 60:
                 ctor = "nn.Sequential(" + ", ".join(lines) + ")"
                 return Child(local, "module", ctor, None, inputs, guard)
-            return Child(local, "module", "nn.Sequential(", None, inputs, guard, [l + "," for l in lines])
+            return Child(local, "module", "nn.Sequential(", None, inputs, guard, lines)
         # a named group: a class of its own (taking num_classes when its layers need it)
         cls = self.instance_class[info.path]
         args = "num_classes" if self.group_params.get(cls) else ""
         return Child(local, "module", f"{cls}({args})", None, inputs, guard)
+
+    def dense_child(self, info: Any, local: str, inputs: list[int], guard: str | None) -> Child:
+        """A ``dense:`` module: the shared ``Dense`` container (a forward that keeps the list of
+        features) holding the layers under their spec names, written as one comprehension when the
+        layers' constructors differ only by numbers that grow by a fixed step."""
+        by_local = {m.local if kind == "node" else m.path.rsplit(".", 1)[-1]: (kind, m)
+                    for kind, m in self.members(info.path)}
+        names: list[str] = info.args["layers"]
+        ctors: list[str] = []
+        for lname in names:
+            kind, m = by_local[lname]
+            c = self.node_child(m, [-1], True) if kind == "node" else self.module_child(m, [-1])
+            if c.kind != "module" or c.guard:
+                raise _err(f"the layers of the dense block '{info.path}' must be modules without when:", info)
+            ctors.append(c.ctor + ", ".join(c.ctor_lines) + ")" if c.ctor_lines else c.ctor)
+        cls = self.dense_helper()
+        count = _expr(info.args["count"])
+        key, layer = _progression(names, names=True), self.dense_loop_ctor(info, by_local)
+        if layer is None:
+            count, layer = str(len(names)), _progression(ctors)
+        if key is not None and layer is not None:
+            comp = f"{{{key}: {layer} for i in range({count})}}"
+            if len(comp) + len(local) + len(cls) < 76:
+                return Child(local, "module", f"{cls}({comp})", None, inputs, guard)
+            return Child(local, "module", f"{cls}(", None, inputs, guard, [comp])
+        lines = [f"\"{n_}\": {c}" for n_, c in zip(names, ctors)]  # names are identifiers or digits
+        return Child(local, "module", f"{cls}({{", None, inputs, guard, lines, close="})")
+
+    def dense_loop_ctor(self, info: Any, by_local: dict[str, tuple[str, Any]]) -> str | None:
+        """The one constructor, in ``i``, of every layer of a dense block whose layers are blocks or
+        ops that each add the same channels (``DenseLayer(in_channels + i * k)``), or None."""
+        sym_in = info.args.get("sym_in")
+        if not sym_in:
+            return None
+        texts = set()
+        for lname, cin in zip(info.args["layers"], sym_in):
+            kind, m = by_local[lname]
+            if kind == "node":
+                c = self.node_child(m.model_copy(update={"sym_in": [(cin,) + tuple(m.sym_in[0][1:])]}), [-1], True)
+            elif m.kind == "block":
+                c = Child(lname, "module", self.block_ctor(m.model_copy(update={"sym_in": cin}),
+                                                           self.instance_class[m.path]), None, [-1])
+            else:
+                return None
+            if c.kind != "module" or c.ctor_lines:
+                return None
+            texts.add(c.ctor)
+        return texts.pop() if len(texts) == 1 else None
+
+    def named_seq_child(self, local: str, items: list[Child], inputs: list[int], guard: str | None) -> Child:
+        """A repetition whose items ``names:`` named: ``nn.Sequential(OrderedDict(...))``, one
+        generator expression when the names and constructors follow the index."""
+        self.uses_ordered_dict = True
+        names = [it.local for it in items]
+        ctors = [it.ctor + ", ".join(it.ctor_lines) + ")" if it.ctor_lines else it.ctor for it in items]
+        key, layer = _progression(names, names=True), _progression(ctors)
+        if key is not None and layer is not None:
+            gen = f"({key}, {layer}) for i in range({len(items)})"
+            if len(gen) + len(local) < 56:
+                return Child(local, "module", f"nn.Sequential(OrderedDict({gen}))", None, inputs, guard)
+            return Child(local, "module", "nn.Sequential(", None, inputs, guard, [f"OrderedDict({gen})"])
+        lines = [f"(\"{n}\", {c})" for n, c in zip(names, ctors)]  # identifiers
+        return Child(local, "module", "nn.Sequential(OrderedDict([", None, inputs, guard, lines, close="]))")
+
+    def dense_helper(self) -> str:
+        """The ``Dense`` container class, emitted once per file when a spec uses ``dense:``."""
+        if self.dense_class is None:
+            self.dense_class = self.fresh_class("Dense")
+        return self.dense_class
 
     def block_ctor(self, info: Any, cls: str) -> str:
         blk = self.net.blocks[info.block]
@@ -394,7 +465,7 @@ class Generator:
         for c in sc.children:
             if c.kind in ("module", "param"):
                 if c.ctor_lines:
-                    ctor = [c.ctor] + [f"    {l}" for l in c.ctor_lines] + [")"]
+                    ctor = [c.ctor] + [f"    {l}," for l in c.ctor_lines] + [c.close]
                 else:
                     ctor = [c.ctor]
                 if c.guard:
@@ -504,29 +575,51 @@ def _compress(ctors: list[str]) -> list[str]:
     return out
 
 
-def _named_items(items: list[tuple[str, str]]) -> list[str]:
-    """The items of an ``nn.Sequential(OrderedDict(...))``: a run of one constructor whose names count
-    up (``encoder_layer_0`` ...) becomes a generator, ``(f"encoder_layer_{i}", Block()) for i in ...``."""
-    runs: list[str] = []
-    i = 0
-    while i < len(items):
-        m = re.fullmatch(r"(.*?)(\d+)", items[i][0])
-        j = i
-        if m:
-            while j + 1 < len(items) and items[j + 1][1] == items[i][1] and \
-                    items[j + 1][0] == f"{m.group(1)}{int(m.group(2)) + j + 1 - i}":
-                j += 1
-        if j - i + 1 >= 3:
-            lo = int(m.group(2))
-            rng = f"range({j - i + 1})" if lo == 0 else f"range({lo}, {lo + j - i + 1})"
-            runs.append(f'(f"{m.group(1)}{{i}}", {items[i][1]}) for i in {rng}')
-            i = j + 1
-        else:
-            runs.append(f'("{items[i][0]}", {items[i][1]})')  # names are identifiers
-            i += 1
-    if len(runs) == 1 and " for i in " in runs[0]:
-        return [f"OrderedDict({runs[0]}),"]
-    return ["OrderedDict(["] + [f"    *({r})," if " for i in " in r else f"    {r}," for r in runs] + ["]),"]
+_NUM = re.compile(r"(?<![\w.])-?\d+(?![\w.])")  # integer literals, with their sign; not 1e-05 or x1
+
+
+def _progression(texts: list[str], names: bool = False) -> str | None:
+    """One expression in ``i`` for ``texts[i]``, when the texts differ only in numbers that grow by
+    a fixed step: ``['DenseLayer(64)', 'DenseLayer(96)']`` -> ``'DenseLayer(64 + i * 32)'``. With
+    ``names``, the texts are strings and the result a string expression (``f"layer{i + 1}"``)."""
+    def term(vals: list[int]) -> str | None:
+        step = vals[1] - vals[0] if len(vals) > 1 else 0
+        if any(v != vals[0] + k * step for k, v in enumerate(vals)):
+            return None
+        if step == 0:
+            return str(vals[0])
+        t = "i" if step == 1 else f"i * {step}"
+        if vals[0] == 0:
+            return t
+        return f"{t} + {vals[0]}" if names else f"{vals[0]} + {t}"  # layer{i + 1}; Layer(64 + i * 32)
+
+    if names:
+        parts = [re.fullmatch(r"(.*?)(\d*)", t).groups() for t in texts]  # type: ignore[union-attr]
+        if len({p for p, _ in parts}) != 1 or any(not d or (d != "0" and d.startswith("0")) for _, d in parts):
+            return None
+        t = term([int(d) for _, d in parts])
+        if t is None:
+            return None
+        prefix = parts[0][0]
+        if not prefix:
+            return "str(i)" if t == "i" else f"str({t})"
+        return f'f"{prefix}{{{t}}}"' if "{" not in prefix and "\"" not in prefix else None
+    skeletons = {tuple(_NUM.split(t)) for t in texts}
+    if len(skeletons) != 1:
+        return None
+    (skeleton,) = skeletons
+    columns = list(zip(*[[int(v) for v in _NUM.findall(t)] for t in texts]))
+    out = [skeleton[0]]
+    for k, vals in enumerate(columns):
+        t = term(list(vals))
+        if t is None:
+            return None
+        before, after = skeleton[k].rstrip()[-1:], skeleton[k + 1].lstrip()[:1]
+        if not re.fullmatch(r"-?\d+|i", t) and not (before in ("", "(", "[", "{", ",", "=", ":")
+                                                     and after in ("", ")", "]", "}", ",")):
+            t = f"({t})"  # a sum next to an operator: 'a - 5' -> 'a - (5 + i)'
+        out += [t, skeleton[k + 1]]
+    return "".join(out)
 
 
 def _merge(a: Scope, b: Scope) -> Scope | None:
@@ -635,6 +728,8 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
     gen.used_names.add(gen.net_class)
     gen.build()
     classes = []
+    if gen.dense_class is not None:
+        classes.append(_dense_class(gen.dense_class))
     for name, sc, doc in gen.classes:
         init, fwd = gen.render_scope(sc)
         classes.append({"name": name, "doc": doc, "signature": _signature(sc.params), "init": init,
@@ -680,6 +775,18 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
         block_names=[c["name"] for c in classes],
     )
     return ModelSource(net.name, gen.net_class, wrap_long_lines(text), stats)
+
+
+def _dense_class(name: str) -> dict[str, Any]:
+    """The container of a ``dense:`` block: its layers are its children, in order."""
+    return {
+        "name": name,
+        "doc": "Layer j reads torch.cat of the input and layers 0..j-1; returns torch.cat of all.",
+        "signature": ["    def __init__(self, layers: dict[str, nn.Module]) -> None:"],
+        "init": ["for name, layer in layers.items():", "    self.add_module(name, layer)"],
+        "forward": ["features = [x]", "for layer in self.children():",
+                    "    features.append(layer(torch.cat(features, 1)))", "return torch.cat(features, 1)"],
+    }
 
 
 def _signature(params: list[tuple[str, str, str | None]]) -> list[str]:

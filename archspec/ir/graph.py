@@ -48,7 +48,7 @@ class ModuleInfo(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     path: str
-    kind: Literal["network", "block", "seq", "group"]
+    kind: Literal["network", "block", "seq", "group", "dense"]
     block: Optional[str] = None
     args: dict[str, Any] = Field(default_factory=dict)
     input: str = ""

@@ -37,14 +37,14 @@ from .sym import Sym, SymFloat, has_sym, plain
 __all__ = ["lower", "META_KEYS", "MERGES"]
 
 #: keys of a call that are not the op: how it is named, repeated, wired and checked
-META_KEYS = ("name", "repeat", "first", "names", "when", "else", "from", "expect")
+META_KEYS = ("name", "names", "repeat", "first", "when", "else", "from", "expect")
 #: ops that take branches as well as references
 MERGES = ("add", "concat", "mul")
-#: combinators that are not ops (none yet)
-COMBINATORS: tuple[str, ...] = ()
+#: combinators that are not ops: they take a layer body and repeat: and lower to ordinary nodes
+#: (``dense``: DenseNet's connectivity, see :meth:`Lowerer.dense`)
+COMBINATORS: tuple[str, ...] = ("dense",)
 MAX_DEPTH = 200
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FIELD = re.compile(r"\{([^{}]*)\}")
 
 
 def _channel_axis(shape: tuple) -> int:
@@ -73,7 +73,8 @@ class Frame:
         """The local name for a new child: the explicit name, the next index of a sequence, or an
         fx-style ``hint``, ``hint_1``, ... elsewhere."""
         if explicit:
-            if not _IDENT.match(hint) or keyword.iskeyword(hint):
+            numbered = self.kind in ("dense", "seq") and hint.isdigit()  # names: "{i}" numbers them
+            if not numbered and (not _IDENT.match(hint) or keyword.iskeyword(hint)):
                 raise SpecError(f"the layer name '{_printable(hint)}' is not an identifier", mark=mark,
                                 path=spec_path, code="bad_name",
                                 hint="layer names become module attributes: letters, digits and _, "
@@ -364,6 +365,9 @@ class Lowerer:
         if word in MERGES:
             raise self.err(f"'{word}' needs branches or inputs", mark, path,
                            f"write {{{word}: [branch, branch]}} or {{{word}: {{}}, from: [a, b]}}", "bad_call")
+        if word in COMBINATORS:
+            raise self.err(f"'{word}' needs a layer and repeat:", mark, path,
+                           f"write {{{word}: LAYER, repeat: n}}", "bad_call")
         if self.is_callable(word) and word not in COMBINATORS:
             return self.call({word: None}, word, x, fr, env, mark, path, name)
         self.unknown(word, mark, path)
@@ -446,10 +450,13 @@ class Lowerer:
 
     def _call(self, expr: dict, head: str, x: str, fr: Frame, env: dict, mark: Mark | None,
               path: tuple, name: str | None, cmark: Mark | None) -> str:
-        for key in ("first", "names"):
-            if key in expr and "repeat" not in expr:
-                raise self.err(f"{key}: only goes with repeat:", _key_mark(expr, key, mark), path,
-                               code="bad_call")
+        if "first" in expr and "repeat" not in expr:
+            raise self.err("first: only goes with repeat:", _key_mark(expr, "first", mark), path, code="bad_call")
+        if "names" in expr and "repeat" not in expr:
+            raise self.err("names: goes with repeat: (it names each repetition)",
+                           _key_mark(expr, "names", mark), path, code="bad_call")
+        if head in COMBINATORS and "repeat" in expr:
+            return self.dense(expr, head, x, fr, env, mark, path, name)
         if "repeat" in expr:
             return self.repeat(expr, head, x, fr, env, mark, path, name)
         inputs = [x]
@@ -468,7 +475,8 @@ class Lowerer:
         if head_name in MERGES and isinstance(args, (list, dict)) and args != {}:
             out = self.merge(head_name, args, inputs, fr, env, amark, apath, name, cmark)
         elif head_name in COMBINATORS:
-            raise self.err(f"'{head_name}' takes a body and repeat:", cmark, path, code="bad_call")
+            raise self.err(f"'{head_name}' takes a body and repeat:", cmark, path,
+                           f"write {{{head_name}: LAYER, repeat: n}}", "bad_call")
         elif head_name in self.net.blocks:
             out = self.block(self.net.blocks[head_name], args, inputs, fr, env, amark, apath, name, cmark)
         else:
@@ -489,7 +497,8 @@ class Lowerer:
         seq = Frame(path=fr.child_path(local), kind="seq", input=x, parent=fr)
         self.graph.modules[seq.path] = ModuleInfo(path=seq.path, kind="seq", input=x, mark=mark,
                                                   guards=tuple(self.guards))
-        base = {k: v for k, v in expr.items() if k not in ("repeat", "first", "names", "name", "expect")}
+        base = {k: v for k, v in expr.items() if k not in ("repeat", "first", "name", "names", "expect")}
+        names = self.repeat_names(expr, n, env, mark, path) if "names" in expr else [None] * n
         first = expr.get("first")
         if first is not None and not isinstance(first, dict):
             raise self.err("first: takes the arguments that differ in the first repetition",
@@ -510,15 +519,7 @@ class Lowerer:
                     if isinstance(first, LocDict):
                         merged.value_marks[k] = first.mark_of(k)
                 call[head] = merged
-            item = None
-            if "names" in expr:
-                nmark = _mark_of(expr, "names", mark)
-                item = self.item_name(expr["names"], {**env, "i": i}, nmark, path + ("names",))
-                if item in seq.taken:
-                    raise self.err(f"names: gives '{item}' twice", nmark, path + ("names",),
-                                   "the pattern must give every repetition its own name: use {i}",
-                                   "duplicate_name")
-            out = self.layer(_as_locdict(call, expr), out, seq, {**env, "i": i}, mark, path, item)
+            out = self.layer(_as_locdict(call, expr), out, seq, {**env, "i": i}, mark, path, names[i])
         self.graph.modules[seq.path].output = out
         fr.names[local] = out
         self.graph.named[seq.path] = out
@@ -526,25 +527,109 @@ class Lowerer:
             self.graph.layer_expects[seq.path] = (expr["expect"], expr)
         return out
 
-    def item_name(self, pattern: Any, env: dict, mark: Mark | None, path: tuple) -> str:
-        """The name of one repetition: ``names:`` with each ``{expression}`` evaluated
-        (``"encoder_layer_{i}"``, ``"denselayer{i + 1}"``)."""
-        if not isinstance(pattern, str) or "{" not in pattern:
-            raise self.err(f"names: is a pattern over the repetition index, got {pattern!r}", mark, path,
-                           "write e.g. names: \"encoder_layer_{i}\" (i counts from 0)", "bad_name")
+    def dense(self, expr: dict, head: str, x: str, fr: Frame, env: dict, mark: Mark | None,
+              path: tuple, name: str | None) -> str:
+        """``{dense: LAYER, repeat: n, names: PATTERN}``: dense connectivity (Huang et al. 2017).
 
-        def field(m: re.Match) -> str:
+        Layer ``j`` reads the concatenation of the block's input and the outputs of layers
+        ``0 .. j-1``; the block's output is the concatenation of its input and every layer's output.
+        It lowers to ordinary nodes: ``n + 1`` ``concat`` nodes (``cat``, ``cat_1``, ...) and the
+        ``n`` layers, named by ``names:`` (an f-string-like pattern over the index ``i``; default
+        ``{i}``), all inside one module of kind ``dense``."""
+        if "first" in expr:
+            raise self.err("first: does not go with dense: (every layer is the same expression; "
+                           "use i in its arguments)", _key_mark(expr, "first", mark), path, code="bad_call")
+        if "from" in expr:
+            raise self.err("from: does not go with dense: (it reads the layer before it)",
+                           _key_mark(expr, "from", mark), path, code="bad_call")
+        rmark = _mark_of(expr, "repeat", mark)
+        n = self.value(_strict_text(expr["repeat"]), env, rmark, path + ("repeat",))
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise self.err(f"repeat must be a positive integer, got {n!r}", rmark, path + ("repeat",),
+                           code="bad_repeat")
+        names = self.repeat_names(expr, n, env, mark, path)
+        local = fr.claim(name if name is not None else head, name is not None, mark, path)
+        dfr = Frame(path=fr.child_path(local), kind="dense", input=x, parent=fr)
+        info = ModuleInfo(path=dfr.path, kind="dense", input=x, mark=mark, guards=tuple(self.guards))
+        self.graph.modules[dfr.path] = info
+        body, bmark, bpath = expr[head], _mark_of(expr, head, mark), path + (head,)
+        feats = [x]
+        layers: list[str] = []
+        for i, lname in enumerate(names):
+            ienv = {**env, "i": i}
+            cat = self.emit_node("concat", {}, list(feats), dfr, ienv, mark, bpath, None, mark)
+            y = self.layer(body, cat, dfr, ienv, bmark, bpath, lname)
+            xs, ys = self.shape(x), self.shape(y)
+            if len(ys) != len(xs) or ys[1:] != xs[1:]:
+                raise self.err(f"layer {i} of the dense block turns {list(self.shape(cat))} into {list(ys)}; "
+                               f"dense layers must keep the size {list(xs[1:])} to be concatenated",
+                               bmark, bpath, "downsample between dense blocks (a transition), not inside",
+                               "shape_mismatch")
+            feats.append(y)
+            layers.append(lname)
+        out = self.emit_node("concat", {}, feats, dfr, env, mark, bpath, None, mark)
+        info.output = out
+        info.args = {"layers": layers, "count": n}
+        if self.symbolic:
+            self.dense_symbols(info, x, feats[1:], out, n)
+        fr.names[local] = out
+        self.graph.named[dfr.path] = out
+        if "expect" in expr:
+            self.graph.layer_expects[dfr.path] = (expr["expect"], expr)
+        return out
+
+    def dense_symbols(self, info: ModuleInfo, x: str, outs: list[str], out: str, n: int) -> None:
+        """For code generation: when every layer adds the same channels ``g``, layer ``i`` reads
+        ``C + i * g`` channels (kept as ``info.args['sym_in']`` for a loop over ``i``) and the block
+        gives ``C + n * g``, so instances of a block that differ only in ``n`` share one class."""
+        gs = [self.sym_shapes.get(y, self.shape(y))[0] for y in outs]
+        if any(str(v) != str(gs[0]) or int(v) != int(gs[0]) for v in gs):
+            return
+        xc = self.input_sym_shape(x)[0]
+        total = xc + n * gs[0]
+        if int(total) != self.shape(out)[0]:
+            return
+        info.args["sym_in"] = [xc + Sym(j, "i") * gs[0] for j in range(n)]
+        self.sym_shapes[out] = (total,) + tuple(self.sym_shapes[out][1:])
+
+    def repeat_names(self, expr: dict, n: int, env: dict, mark: Mark | None, path: tuple) -> list[str]:
+        """The names ``names:`` gives the ``n`` repetitions of a call (default ``{i}``: 0, 1, ...)."""
+        pattern = expr.get("names", "{i}")
+        nmark, npath = _mark_of(expr, "names", mark), path + ("names",)
+        if not isinstance(pattern, str):
+            raise self.err(f"names: takes a pattern such as 'layer{{i + 1}}', got {pattern!r}", nmark, npath,
+                           code="bad_name")
+        out: list[str] = []
+        for i in range(n):
+            lname = self.pattern_name(pattern, {**env, "i": i}, nmark, npath)
+            if not (lname.isdigit() or (_IDENT.match(lname) and not keyword.iskeyword(lname))):
+                raise self.err(f"names: gives '{_printable(lname)}' for i = {i}, which is not an identifier",
+                               nmark, npath, "layer names become module attributes: letters, digits and _ "
+                               "('denselayer{i + 1}'), or the index alone ('{i}')", "bad_name")
+            if lname in out:
+                raise self.err(f"names: gives '{lname}' twice (i = {out.index(lname)} and i = {i})",
+                               nmark, npath, "use i in the pattern: 'layer{i + 1}'", "duplicate_name")
+            out.append(lname)
+        return out
+
+    def pattern_name(self, pattern: str, env: dict, mark: Mark | None, path: tuple) -> str:
+        """``'denselayer{i + 1}'`` with ``i = 0`` -> ``'denselayer1'``: each ``{...}`` is an
+        expression (ints and strings only)."""
+        out, pos = [], 0
+        for m in re.finditer(r"\{([^{}]*)\}", pattern):
+            out.append(pattern[pos:m.start()])
             v = self.value("$" + m.group(1), env, mark, path)
             if isinstance(v, bool) or not isinstance(v, (int, str)):
-                raise self.err(f"{{{m.group(1)}}} in names: gives {v!r}, not an integer or a word", mark, path,
-                               code="bad_name")
-            return str(int(v)) if isinstance(v, int) else v
-        name = _FIELD.sub(field, pattern)
-        if not _IDENT.match(name) or keyword.iskeyword(name):
-            raise self.err(f"names: gives '{_printable(name)}', which is not an identifier", mark, path,
-                           "layer names become module attributes: letters, digits and _, not starting "
-                           "with a digit", "bad_name")
-        return name
+                raise self.err(f"names: '{{{m.group(1)}}}' gives {v!r}; a name part must be an int or a string",
+                               mark, path, code="bad_name")
+            out.append(str(v))
+            pos = m.end()
+        out.append(pattern[pos:])
+        text = "".join(out)
+        if "{" in text or "}" in text:
+            raise self.err(f"names: unbalanced braces in '{_printable(pattern)}'", mark, path, code="bad_name",
+                           hint="write each index expression in one pair of braces: 'layer{i + 1}'")
+        return text
 
     def refs(self, spec: Any, fr: Frame, mark: Mark | None, path: tuple) -> list[str]:
         items = spec if isinstance(spec, list) else [spec]

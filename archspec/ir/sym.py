@@ -64,7 +64,7 @@ def _combine(op: str, prec: int, fn, a: int, b: int) -> Any:
         return b
     if op in ("+", "-") and not isinstance(b, Sym) and int(b) == 0:
         return a
-    if op == "*" and not isinstance(b, Sym) and int(b) == 1:
+    if op in ("*", "//") and not isinstance(b, Sym) and int(b) == 1:
         return a
     if op == "*" and not isinstance(a, Sym) and int(a) == 1:
         return b

@@ -14,11 +14,14 @@ META = {
     "name": {"type": "string", "description": "the layer's name (a module attribute in generated code)"},
     "repeat": {"type": ["integer", "string"], "description": "repeat the call n times (a stage)"},
     "first": {"type": "object", "description": "arguments that differ in the first repetition (stride: 2)"},
-    "names": {"type": "string", "description": "with repeat: the repetitions' names, a pattern over i ('encoder_layer_{i}')"},
+    "names": {"type": "string", "description": "with repeat: or dense: the repetitions' names, a pattern over i ('encoder_layer_{i}', 'denselayer{i + 1}')"},
     "when": {"type": ["boolean", "string"], "description": "an expression; when false the layer is an identity"},
     "else": {"type": "string", "description": "with when: the named layer this one stands for when false"},
     "from": {"type": ["string", "array"], "description": "named layer(s) to take input from"},
     "expect": {"type": "object", "description": "the paper's numbers for this layer"},
+    "dense": {"$ref": "#/$defs/Layer",
+              "description": "with repeat: n, dense connectivity: layer j reads the concatenation of the input and "
+                             "layers 0..j-1; the output is the concatenation of all"},
 }
 
 
