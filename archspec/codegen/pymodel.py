@@ -116,6 +116,7 @@ class Child:
     guard: str | None = None
     ctor_lines: list[str] = field(default_factory=list)  # multi-line constructor (nn.Sequential)
     else_inputs: list[int] | None = None  # what the child stands for when its guard is false
+    aux: bool = False          # a training-time output (run in training mode, returned after the main one)
 
     def key(self) -> tuple:
         return (self.local, self.kind, self.ctor, tuple(self.ctor_lines), self.call, tuple(self.inputs), self.guard)
@@ -143,6 +144,7 @@ class Generator:
         self.used_names: set[str] = set()
         self.module_classes: dict[str, set[str]] = {}
         self.net_class = ""
+        self.outputs_class = ""  # the NamedTuple of the training-mode outputs, when there are aux: layers
         # the module tree, indexed once: direct children, all nodes and first position per path
         self._children: dict[str, list[tuple[str, Any]]] = {}
         self._under: dict[str, list[str]] = {}
@@ -198,6 +200,8 @@ class Generator:
                 children.append(self.node_child(m, [ref(i, m) for i in m.inputs], in_seq))
             else:
                 children.append(self.module_child(m, [ref(m.input, m)]))
+            if path == "" and (m.id if kind == "node" else m.path) in self.g.aux:
+                children[-1].aux = True
         out = ref(info.output, info) if info.output else -1
         return children, out
 
@@ -406,6 +410,9 @@ class Generator:
             for i in c.inputs + (c.else_inputs or []):
                 remaining[i] = remaining.get(i, 0) + 1
         remaining[sc.output] = remaining.get(sc.output, 0) + 1
+        aux = [j for j, c in enumerate(sc.children) if c.aux]
+        for j in aux:  # returned at the end, in training mode
+            remaining[j] = remaining.get(j, 0) + 1
         var: dict[int, str] = {-1: "x"}
         lines: list[str] = []
         for j, c in enumerate(sc.children):
@@ -415,6 +422,10 @@ class Generator:
                 remaining[i] -= 1
             dead = [k for k, i in enumerate(c.inputs) if remaining[i] == 0 and i != sc.output
                     and c.inputs.count(i) == 1]
+            if c.aux:
+                out = var[j] = ns.create(c.local)
+                lines.append(f"{out} = self.{c.local}({', '.join(ins)}) if self.training else None")
+                continue
             if dead:
                 out = ins[dead[0]]
             else:
@@ -440,6 +451,10 @@ class Generator:
                     lines.append(f"{out} = {expr} if self.use_{c.local} else {alt or ins[0]}")
                     continue
             lines.append(f"{out} = {expr}")
+        if aux:  # training mode: the main output, then the aux outputs from the deepest to the shallowest
+            outs = ", ".join([var[sc.output]] + [var[j] for j in reversed(aux)])
+            lines.append("if self.training:")
+            lines.append(f"    return {self.outputs_class}({outs})")
         lines.append(f"return {var[sc.output]}")
         return lines
 
@@ -578,6 +593,13 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
     gen = Generator(net, graph)
     gen.net_class = class_name(net.name)
     gen.used_names.add(gen.net_class)
+    aux = list(graph.aux.values())
+    if aux:
+        for a in aux:
+            if a.name == "logits":
+                raise _err("an aux: layer cannot be called 'logits': the training-mode outputs name the "
+                           "main output so", graph.modules.get(a.name) or graph.node(a.output), "rename the layer")
+        gen.outputs_class = gen.fresh_class(f"{gen.net_class}Outputs")
     gen.build()
     classes = []
     for name, sc, doc in gen.classes:
@@ -615,6 +637,10 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
         num_classes=net.num_classes,
         uses_math=any("math." in l for c in classes for l in c["init"]),
         block_names=[c["name"] for c in classes],
+        outputs_class=gen.outputs_class,
+        aux=[{"name": a.name, "loss_weight": a.loss_weight} for a in aux],
+        aux_order=[a.name for a in reversed(aux)],
+        aux_weights="{" + ", ".join(f"{a.name!r}: {a.loss_weight!r}" for a in aux).replace("'", '"') + "}",
     )
     return ModelSource(net.name, gen.net_class, text, stats)
 

@@ -18,6 +18,9 @@ META = {
     "else": {"type": "string", "description": "with when: the named layer this one stands for when false"},
     "from": {"type": ["string", "array"], "description": "named layer(s) to take input from"},
     "expect": {"type": "object", "description": "the paper's numbers for this layer"},
+    "aux": {"type": "object", "properties": {"loss_weight": {"type": ["number", "string"]}},
+            "required": ["loss_weight"], "additionalProperties": False,
+            "description": "a training-time output (auxiliary classifier) with its loss weight; dropped at inference"},
 }
 
 
