@@ -29,7 +29,7 @@ from typing import Any
 from ..analysis import NetStats, analyse, human
 from ..errors import SpecError
 from ..ir import Graph, lower
-from ..ir.sym import Sym, SymFloat, plain
+from ..ir.sym import Sym, SymFloat, SymPair, plain
 from ..load import Network
 from ..ops import REGISTRY
 from ..spec.expr import parse, to_python
@@ -95,7 +95,7 @@ def _check_attr_name(name: str, where: Any) -> None:
 
 def _expr(v: Any) -> str:
     """A constructor argument: a symbol's expression or a literal's repr."""
-    if isinstance(v, (Sym, SymFloat)):
+    if isinstance(v, (Sym, SymFloat, SymPair)):
         return v.expr
     if isinstance(v, bool) or v is None or isinstance(v, (int, float, str)):
         return repr(v)
@@ -264,6 +264,8 @@ class Generator:
             if default is not _required() and not isinstance(default, str) and plain(v) == default and not isinstance(v, Sym):
                 positional = False
                 continue
+            if typ == "pair" and isinstance(v, list):
+                v = tuple(v)  # a kernel [1, 7] reads (1, 7), as in PyTorch code
             if positional and default is _required():
                 args.append(_expr(v))  # required parameters read best positionally: Bottleneck(256, 64)
             else:
@@ -557,6 +559,8 @@ def _ident(n: str) -> str:
 def _type_of(typ: str | None, v: Any) -> str:
     if typ in ("int", "float", "bool", "str"):
         return typ
+    if typ == "pair":
+        return "int | tuple[int, int]"
     if typ == "list":
         return "list"
     if isinstance(v, bool):

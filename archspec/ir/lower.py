@@ -31,7 +31,7 @@ from ..ops import REGISTRY, OpError, Shape, get_op
 from ..spec.expr import ExprError, parse, to_python
 from ..spec.yamlio import LocDict, LocList
 from .graph import AuxOutput, Graph, ModuleInfo, Node
-from .sym import Sym, SymFloat, has_sym, plain
+from .sym import Sym, SymFloat, SymPair, has_sym, plain
 
 __all__ = ["lower", "META_KEYS", "MERGES"]
 
@@ -622,8 +622,11 @@ class Lowerer:
             outer = self.input_sym_shape(inputs[0])
             info.sym_in = outer[0] if outer else None
             inner = {}
+            types = {p: t for p, t, _ in blk.params}
             for k, v in bound.items():
-                if isinstance(v, int) and not isinstance(v, bool):
+                if types.get(k) == "pair" and isinstance(v, (list, tuple)):
+                    inner[k] = SymPair(v, k)
+                elif isinstance(v, int) and not isinstance(v, bool):
                     inner[k] = Sym(int(v), k)
                 elif isinstance(v, float):
                     inner[k] = SymFloat(v, k)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["AUX_LOSS_WEIGHTS", "InceptionV3Outputs", "BasicConv2d", "BasicConv2d2", "InceptionA", "InceptionB", "InceptionC", "InceptionAux", "InceptionD", "InceptionE", "InceptionV3", "build"]
+__all__ = ["AUX_LOSS_WEIGHTS", "InceptionV3Outputs", "BasicConv2d", "InceptionA", "InceptionB", "InceptionC", "InceptionAux", "InceptionD", "InceptionE", "InceptionV3", "build"]
 
 #: Training-time outputs and the weights of their losses (total loss = main loss + Σ weight · aux
 #: loss); the network returns them in training mode only and drops them at inference.
@@ -41,41 +41,18 @@ class InceptionV3Outputs(NamedTuple):
 
 
 class BasicConv2d(nn.Module):
-    """conv (no bias) + batch norm (eps 0.001) + ReLU. (Variant 1 of 2: its instances differ in structure.)"""
+    """conv (no bias) + batch norm (eps 0.001) + ReLU."""
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int,
-        padding: int,
+        kernel_size: int | tuple[int, int],
+        padding: int | tuple[int, int],
         stride: int = 1,
     ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(x)
-        x = self.bn(x)
-        x = self.relu(x)
-        return x
-
-
-class BasicConv2d2(nn.Module):
-    """conv (no bias) + batch norm (eps 0.001) + ReLU. (Variant 2 of 2: its instances differ in structure.)"""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: list,
-        padding: list,
-        stride: int = 1,
-    ) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=(kernel_size[0], kernel_size[1]), stride=stride, padding=(padding[0], padding[1]), bias=False)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
         self.relu = nn.ReLU(inplace=True)
 
@@ -141,13 +118,13 @@ class InceptionC(nn.Module):
         super().__init__()
         self.branch1x1 = BasicConv2d(in_channels, 192, 1, 0)
         self.branch7x7_1 = BasicConv2d(in_channels, c7, 1, 0)
-        self.branch7x7_2 = BasicConv2d2(c7, c7, [1, 7], [0, 3])
-        self.branch7x7_3 = BasicConv2d2(c7, 192, [7, 1], [3, 0])
+        self.branch7x7_2 = BasicConv2d(c7, c7, (1, 7), (0, 3))
+        self.branch7x7_3 = BasicConv2d(c7, 192, (7, 1), (3, 0))
         self.branch7x7dbl_1 = BasicConv2d(in_channels, c7, 1, 0)
-        self.branch7x7dbl_2 = BasicConv2d2(c7, c7, [7, 1], [3, 0])
-        self.branch7x7dbl_3 = BasicConv2d2(c7, c7, [1, 7], [0, 3])
-        self.branch7x7dbl_4 = BasicConv2d2(c7, c7, [7, 1], [3, 0])
-        self.branch7x7dbl_5 = BasicConv2d2(c7, 192, [1, 7], [0, 3])
+        self.branch7x7dbl_2 = BasicConv2d(c7, c7, (7, 1), (3, 0))
+        self.branch7x7dbl_3 = BasicConv2d(c7, c7, (1, 7), (0, 3))
+        self.branch7x7dbl_4 = BasicConv2d(c7, c7, (7, 1), (3, 0))
+        self.branch7x7dbl_5 = BasicConv2d(c7, 192, (1, 7), (0, 3))
         self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
         self.branch_pool = BasicConv2d(in_channels, 192, 1, 0)
 
@@ -196,8 +173,8 @@ class InceptionD(nn.Module):
         self.branch3x3_1 = BasicConv2d(in_channels, 192, 1, 0)
         self.branch3x3_2 = BasicConv2d(192, 320, 3, 0, stride=2)
         self.branch7x7x3_1 = BasicConv2d(in_channels, 192, 1, 0)
-        self.branch7x7x3_2 = BasicConv2d2(192, 192, [1, 7], [0, 3])
-        self.branch7x7x3_3 = BasicConv2d2(192, 192, [7, 1], [3, 0])
+        self.branch7x7x3_2 = BasicConv2d(192, 192, (1, 7), (0, 3))
+        self.branch7x7x3_3 = BasicConv2d(192, 192, (7, 1), (3, 0))
         self.branch7x7x3_4 = BasicConv2d(192, 192, 3, 0, stride=2)
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2)
 
@@ -220,12 +197,12 @@ class InceptionE(nn.Module):
         super().__init__()
         self.branch1x1 = BasicConv2d(in_channels, 320, 1, 0)
         self.branch3x3_1 = BasicConv2d(in_channels, 384, 1, 0)
-        self.branch3x3_2a = BasicConv2d2(384, 384, [1, 3], [0, 1])
-        self.branch3x3_2b = BasicConv2d2(384, 384, [3, 1], [1, 0])
+        self.branch3x3_2a = BasicConv2d(384, 384, (1, 3), (0, 1))
+        self.branch3x3_2b = BasicConv2d(384, 384, (3, 1), (1, 0))
         self.branch3x3dbl_1 = BasicConv2d(in_channels, 448, 1, 0)
         self.branch3x3dbl_2 = BasicConv2d(448, 384, 3, 1)
-        self.branch3x3dbl_3a = BasicConv2d2(384, 384, [1, 3], [0, 1])
-        self.branch3x3dbl_3b = BasicConv2d2(384, 384, [3, 1], [1, 0])
+        self.branch3x3dbl_3a = BasicConv2d(384, 384, (1, 3), (0, 1))
+        self.branch3x3dbl_3b = BasicConv2d(384, 384, (3, 1), (1, 0))
         self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
         self.branch_pool = BasicConv2d(in_channels, 192, 1, 0)
 
