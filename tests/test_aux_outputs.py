@@ -147,3 +147,22 @@ def test_aux_errors(tmp_path):
         "a.yaml:7:8: error: network.fc.flatten: 'fc' reads 'side' of the auxiliary output 'side', which is dropped "
         "at inference")
     assert lines[1] == "  hint: an aux: layer is a side branch: the main network cannot take input from it"
+
+
+def test_pair_parameters_give_one_class_for_square_and_factorised_kernels():
+    """Block parameter type pair: BasicConv2d(…, 3, 1) and BasicConv2d(…, (1, 7), (0, 3)) share a class."""
+    text = (GENERATED / "torchvision" / "inception_v3.py").read_text()
+    assert text.count("\nclass BasicConv2d") == 1 and "class BasicConv2d2" not in text
+    assert "        kernel_size: int | tuple[int, int],\n        padding: int | tuple[int, int],\n" in text
+    assert "nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, stride=stride, padding=padding, " \
+           "bias=False)" in text
+    assert "self.branch7x7_2 = BasicConv2d(c7, c7, (1, 7), (0, 3))" in text
+    assert "self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, 0, stride=2)" in text
+
+
+def test_pair_parameter_type_error(tmp_path):
+    code, lines = _validate(tmp_path, HEAD + "blocks:\n  b:\n    params: {k: pair}\n"
+                            "    body: [{conv: {out: 4, kernel: k}}]\nnetwork:\n  x: {b: [[1, 2, 3]]}\n"
+                            "  fc: [global_avgpool, flatten, {linear: 5}]\n")
+    assert code == 1 and lines[0].endswith("a.yaml:9:11: error: network.x.b.k: parameter 'k' of block 'b' is a "
+                                           "pair, got [1, 2, 3]")
