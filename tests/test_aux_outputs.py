@@ -166,3 +166,14 @@ def test_pair_parameter_type_error(tmp_path):
                             "  fc: [global_avgpool, flatten, {linear: 5}]\n")
     assert code == 1 and lines[0].endswith("a.yaml:9:11: error: network.x.b.k: parameter 'k' of block 'b' is a "
                                            "pair, got [1, 2, 3]")
+
+
+def test_an_aux_layer_named_logits_is_an_error(tmp_path):
+    spec = tmp_path / "a.yaml"
+    spec.write_text(HEAD + "network:\n  c: {conv: {out: 4, kernel: 3}}\n"
+                    "  logits: {global_avgpool: {}, aux: {loss_weight: 0.3}}\n  fc: [global_avgpool, flatten, {linear: 5}]\n")
+    r = runner.invoke(app, ["build", str(spec), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 1 and not (tmp_path / "out").exists()
+    assert r.stderr.splitlines()[0].endswith(
+        "a.yaml:6:12: error: network.logits.global_avgpool: an aux: layer cannot be called 'logits': it names a "
+        "field of the training-mode outputs (a NamedTuple whose first field is 'logits')")

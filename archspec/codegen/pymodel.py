@@ -426,7 +426,8 @@ class Generator:
                     and c.inputs.count(i) == 1]
             if c.aux:
                 out = var[j] = ns.create(c.local)
-                lines.append(f"{out} = self.{c.local}({', '.join(ins)}) if self.training else None")
+                expr = f"self.{c.local}({', '.join(ins)})" if c.kind == "module" else c.call.format(*ins)
+                lines.append(f"{out} = {expr} if self.training else None")
                 continue
             if dead:
                 out = ins[dead[0]]
@@ -600,9 +601,10 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
     aux = list(graph.aux.values())
     if aux:
         for a in aux:
-            if a.name == "logits":
-                raise _err("an aux: layer cannot be called 'logits': the training-mode outputs name the "
-                           "main output so", graph.modules.get(a.name) or graph.node(a.output), "rename the layer")
+            if a.name == "logits" or a.name.startswith("_") or a.name in ("count", "index"):
+                raise _err(f"an aux: layer cannot be called '{a.name}': it names a field of the training-mode "
+                           f"outputs (a NamedTuple whose first field is 'logits')",
+                           graph.modules.get(a.name) or graph.node(a.output), "rename the layer")
         gen.outputs_class = gen.fresh_class(f"{gen.net_class}Outputs")
     gen.build()
     classes = []
