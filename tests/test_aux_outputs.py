@@ -177,3 +177,11 @@ def test_an_aux_layer_named_logits_is_an_error(tmp_path):
     assert r.stderr.splitlines()[0].endswith(
         "a.yaml:6:12: error: network.logits.global_avgpool: an aux: layer cannot be called 'logits': it names a "
         "field of the training-mode outputs (a NamedTuple whose first field is 'logits')")
+
+
+def test_a_layer_named_aux_is_still_a_layer(tmp_path):
+    code, lines = _validate(tmp_path, HEAD + "network:\n  c: {conv: {out: 4, kernel: 3}}\n  aux: [relu]\n"
+                            "  fc: [global_avgpool, flatten, {linear: 5}]\n")
+    assert (code, lines) == (0, [])
+    [(net, graph, st)] = compile_spec(str(tmp_path / "a.yaml"))
+    assert not graph.aux and graph.node("aux.0").op == "relu" and st.params_with_aux == st.params == 3 * 9 * 4 + 4 + 4 * 5 + 5

@@ -36,7 +36,7 @@ from .sym import Sym, SymFloat, SymPair, has_sym, plain
 __all__ = ["lower", "META_KEYS", "MERGES"]
 
 #: keys of a call that are not the op: how it is named, repeated, wired and checked
-META_KEYS = ("name", "repeat", "first", "when", "else", "from", "expect", "aux")
+META_KEYS = ("name", "repeat", "first", "when", "else", "from", "expect")
 #: ops that take branches as well as references
 MERGES = ("add", "concat", "mul")
 #: combinators that are not ops (none yet)
@@ -288,7 +288,8 @@ class Lowerer:
             return self.word(str(expr), x, fr, env, mark, path, name)
         if isinstance(expr, list):
             return self.sequence(expr, x, fr, env, mark, path, name)
-        if isinstance(expr, dict) and "aux" in expr:
+        if isinstance(expr, dict) and isinstance(expr.get("aux"), dict) and not self.layerish(expr["aux"]):
+            # aux: {loss_weight: ...} next to a call (a layer *named* aux stays a layer)
             return self.aux(expr, x, fr, env, mark, path, name)
         if isinstance(expr, dict):
             heads = [k for k in expr if k not in META_KEYS]
