@@ -374,7 +374,8 @@ class Lowerer:
         nodes = list(self.graph._order[start:])
         if out == x or not nodes:
             return x  # a when: that was false: no output
-        self.graph.aux[name] = AuxOutput(name=name, output=out, tap=x, loss_weight=float(weight), nodes=nodes)
+        tap = self.graph.node(nodes[0]).inputs[0]  # x, or what from: names
+        self.graph.aux[name] = AuxOutput(name=name, output=out, tap=tap, loss_weight=float(weight), nodes=nodes)
         self.graph.training_only.update(nodes)
         return x
 
