@@ -64,7 +64,7 @@ class BasicConv2d(nn.Module):
 
 
 class InceptionA(nn.Module):
-    """35×35 module (Fig. 5 of the paper, 5×5 kept as in torchvision)"""
+    """35×35 module (Fig. 5 of the paper; torchvision keeps a 5×5 branch beside the two 3×3s)."""
 
     def __init__(self, in_channels: int, pool_features: int) -> None:
         super().__init__()
