@@ -34,7 +34,7 @@ AUX_LOSS_WEIGHTS = {"aux1": 0.3, "aux2": 0.3}
 
 
 class GoogLeNetOutputs(NamedTuple):
-    """What GoogLeNet returns in training mode: the main output, then the aux outputs (deepest first)."""
+    """GoogLeNet's outputs in training mode: logits, then the aux outputs (deepest first)."""
 
     logits: Tensor
     aux2: Tensor

@@ -34,7 +34,7 @@ AUX_LOSS_WEIGHTS = {"AuxLogits": 0.4}
 
 
 class InceptionV3Outputs(NamedTuple):
-    """What InceptionV3 returns in training mode: the main output, then the aux outputs (deepest first)."""
+    """InceptionV3's outputs in training mode: logits, then the aux outputs (deepest first)."""
 
     logits: Tensor
     AuxLogits: Tensor
