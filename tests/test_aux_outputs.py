@@ -185,3 +185,19 @@ def test_a_layer_named_aux_is_still_a_layer(tmp_path):
     assert (code, lines) == (0, [])
     [(net, graph, st)] = compile_spec(str(tmp_path / "a.yaml"))
     assert not graph.aux and graph.node("aux.0").op == "relu" and st.params_with_aux == st.params == 3 * 9 * 4 + 4 + 4 * 5 + 5
+
+
+def test_googlenet_table1_rows():
+    """Table 1's ops column matches the inception rows; its params column reads as weights in units
+    of 1024 only for conv2, 3a and the linear layer (variants); the rest are errata."""
+    r = runner.invoke(app, ["check", "specs/googlenet.yaml", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    rows = {x["metric"]: x["status"] for x in json.loads(r.stdout)}
+    assert [m for m, s in rows.items() if s == "variant"] == ["conv2.weights", "inception_3a.weights", "fc.weights"]
+    assert sorted(m for m, s in rows.items() if s == "erratum" and m.endswith("macs")) == \
+        ["conv1.macs", "inception_4a.macs", "inception_5a.macs", "macs"]
+    assert all(rows[f"inception_{k}.macs"] == "pass" for k in ("3a", "3b", "4b", "4c", "4d", "4e", "5b"))
+    [(net, graph, st)] = compile_spec("specs/googlenet.yaml")
+    assert graph.modules["inception_3a"].args == {"n1x1": 64, "n3x3red": 96, "n3x3": 128, "n5x5red": 16,
+                                                  "n5x5": 32, "pool_proj": 32}
+    assert (st.macs, st.weights) == (1_582_671_872, 6_990_272)
