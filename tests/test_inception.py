@@ -1,5 +1,6 @@
-"""Training-time outputs (aux: layers): GoogLeNet's auxiliary classifiers and Inception-v3's
-AuxLogits — IR, stats with and without them, generated code in training and eval mode, errors."""
+"""GoogLeNet and Inception-v3: training-time outputs (aux: layers — GoogLeNet's auxiliary
+classifiers, Inception-v3's AuxLogits) in the IR, in stats with and without them, in generated code
+in training and eval mode, and their errors; pair block parameters; GoogLeNet's Table 1."""
 
 import json
 
