@@ -10,6 +10,10 @@ Conventions (the same everywhere archspec prints a number):
   identity (an empty block, a skipped layer) aliases its input and counts nothing.
 * ``neurons``: output elements of the layers with weights (conv, linear) — AlexNet's "650,000 neurons".
 * ``rf`` / ``jump``: receptive field and stride (in input pixels) of one output unit, per axis.
+* Training-time outputs (``aux:`` layers, GoogLeNet's auxiliary classifiers) are dropped at
+  inference, so the totals above leave their layers out: they describe the network that eval mode
+  runs. ``*_with_aux`` are the same totals with them (``params_with_aux`` is what the generated
+  module holds, ``sum(p.numel())``); ``aux`` lists each output with its own counts.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from ..ir import Graph, lower
 from ..load import Network, load_networks
 from ..ops import REGISTRY, Shape, numel
 
-__all__ = ["LayerStats", "NetStats", "analyse", "module_totals", "human", "compile_spec"]
+__all__ = ["LayerStats", "AuxStats", "NetStats", "analyse", "module_totals", "human", "compile_spec"]
 
 
 @dataclass
@@ -34,6 +38,19 @@ class LayerStats:
     activations: int
     rf: tuple[int, int]
     jump: tuple[int, int]
+    aux: str | None = None  # the training-time output this layer belongs to
+
+
+@dataclass
+class AuxStats:
+    """One training-time output: its shape, loss weight and what its layers cost."""
+
+    name: str
+    output: Shape
+    loss_weight: float
+    params: int
+    macs: int
+    activations: int
 
 
 @dataclass
@@ -49,6 +66,11 @@ class NetStats:
     neurons: int
     rf: tuple[int, int]
     layers: list[LayerStats] = field(default_factory=list)
+    params_with_aux: int = 0
+    weights_with_aux: int = 0
+    macs_with_aux: int = 0
+    activations_with_aux: int = 0
+    aux: list[AuxStats] = field(default_factory=list)
 
     def metric(self, key: str):
         return getattr(self, key)
@@ -57,6 +79,7 @@ class NetStats:
 def analyse(graph: Graph, ref: str = "") -> NetStats:
     """Counts for every node of ``graph`` and the totals."""
     layers: list[LayerStats] = []
+    owner = {nid: a.name for a in graph.aux.values() for nid in a.nodes}
     rf: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
     for node in graph.nodes():
         opdef = REGISTRY[node.op]
@@ -80,13 +103,22 @@ def analyse(graph: Graph, ref: str = "") -> NetStats:
         rf[node.id] = (r_out, j_out)  # type: ignore[assignment]
         acts = 0 if "alias" in opdef.tags else numel(node.shape)
         layers.append(LayerStats(node.id, node.op, node.shape, counts.params, counts.weights,
-                                 counts.macs, acts, r_out, j_out))  # type: ignore[arg-type]
-    neurons = sum(ls.activations for ls in layers if "weighted" in REGISTRY[ls.op].tags)
+                                 counts.macs, acts, r_out, j_out, owner.get(node.id)))  # type: ignore[arg-type]
+    main = [ls for ls in layers if ls.aux is None]
+    neurons = sum(ls.activations for ls in main if "weighted" in REGISTRY[ls.op].tags)
+    aux = []
+    for a in graph.aux.values():
+        rows = [ls for ls in layers if ls.aux == a.name]
+        aux.append(AuxStats(a.name, graph.node(a.output).shape, a.loss_weight, sum(r.params for r in rows),
+                            sum(r.macs for r in rows), sum(r.activations for r in rows)))
     return NetStats(
         name=graph.name, ref=ref, input=graph.input_shape, output=graph.output_shape,
-        params=sum(ls.params for ls in layers), weights=sum(ls.weights for ls in layers),
-        macs=sum(ls.macs for ls in layers), activations=sum(ls.activations for ls in layers),
-        neurons=neurons, rf=rf[graph.output][0], layers=layers)
+        params=sum(ls.params for ls in main), weights=sum(ls.weights for ls in main),
+        macs=sum(ls.macs for ls in main), activations=sum(ls.activations for ls in main),
+        neurons=neurons, rf=rf[graph.output][0], layers=layers,
+        params_with_aux=sum(ls.params for ls in layers), weights_with_aux=sum(ls.weights for ls in layers),
+        macs_with_aux=sum(ls.macs for ls in layers), activations_with_aux=sum(ls.activations for ls in layers),
+        aux=aux)
 
 
 def module_totals(graph: Graph, stats: NetStats, path: str) -> dict[str, object] | None:
@@ -97,12 +129,15 @@ def module_totals(graph: Graph, stats: NetStats, path: str) -> dict[str, object]
     members = {n.id for n in graph.members(path)}
     rows = [ls for ls in stats.layers if ls.name in members]
     out_id = graph.modules[path].output if path in graph.modules else nid
-    return {
+    out = {
         "params": sum(r.params for r in rows), "weights": sum(r.weights for r in rows),
         "macs": sum(r.macs for r in rows), "activations": sum(r.activations for r in rows),
         "neurons": sum(r.activations for r in rows if "weighted" in REGISTRY[r.op].tags),
         "output": graph.node(out_id).shape,
     }
+    for k in ("params", "macs"):  # a layer's totals are the same with or without the aux outputs
+        out[f"{k}_with_aux"] = out[k]
+    return out
 
 
 def human(n: float) -> str:

@@ -122,11 +122,17 @@ def stats(
                                    "output": list(st.output), "params": st.params, "weights": st.weights,
                                    "macs": st.macs, "activations": st.activations, "neurons": st.neurons,
                                    "receptive_field": list(st.rf)}
+            if st.aux:  # training-time outputs: the totals above leave them out
+                obj.update(params_with_aux=st.params_with_aux, weights_with_aux=st.weights_with_aux,
+                           macs_with_aux=st.macs_with_aux, activations_with_aux=st.activations_with_aux,
+                           aux=[{"name": a.name, "output": list(a.output), "loss_weight": a.loss_weight,
+                                 "params": a.params, "macs": a.macs, "activations": a.activations}
+                                for a in st.aux])
             if per_layer:
                 obj["layers"] = [
                     {"name": ls.name, "op": ls.op, "output": list(ls.output), "params": ls.params,
                      "weights": ls.weights, "macs": ls.macs, "activations": ls.activations,
-                     "receptive_field": list(ls.rf), "jump": list(ls.jump)}
+                     "receptive_field": list(ls.rf), "jump": list(ls.jump), **({"aux": ls.aux} if ls.aux else {})}
                     for ls in st.layers if ls.op != "input"]
             out.append(obj)
         print(json.dumps(out, indent=2))
@@ -139,15 +145,29 @@ def stats(
         for net, g, st in results:
             for i, ls in enumerate(l for l in st.layers if l.op != "input"):
                 rf = str(ls.rf[0]) if ls.rf[0] == ls.rf[1] else f"{ls.rf[0]}×{ls.rf[1]}"
-                rows.append([st.name, str(i), ls.name, ls.op, _shape(ls.output), num(ls.params),
-                             num(ls.weights), num(ls.macs), num(ls.activations), rf])
-            rows.append([st.name, "", "total", "", _shape(st.output), num(st.params), num(st.weights),
-                         num(st.macs), num(st.activations), ""])
+                rows.append([st.name, str(i), ls.name, ls.op + (f" [{ls.aux}]" if ls.aux else ""),
+                             _shape(ls.output), num(ls.params), num(ls.weights), num(ls.macs),
+                             num(ls.activations), rf])
+            rows.append([st.name, "", "total" + (" (inference)" if st.aux else ""), "", _shape(st.output),
+                         num(st.params), num(st.weights), num(st.macs), num(st.activations), ""])
+            if st.aux:
+                rows.append([st.name, "", "total with aux", "", _aux_outputs(st), num(st.params_with_aux),
+                             num(st.weights_with_aux), num(st.macs_with_aux), num(st.activations_with_aux), ""])
     else:
         header = ["network", "spec", "input", "output", "params", "MACs", "activations"]
-        rows = [[st.name, st.ref, _shape(st.input), _shape(st.output), num(st.params), num(st.macs),
-                 num(st.activations)] for net, g, st in results]
+        rows = []
+        for net, g, st in results:
+            rows.append([st.name, st.ref, _shape(st.input), _shape(st.output), num(st.params), num(st.macs),
+                         num(st.activations)])
+            if st.aux:  # training-time outputs: one more row, the network with them
+                rows.append([f"{st.name} +aux", st.ref, _shape(st.input), _aux_outputs(st),
+                             num(st.params_with_aux), num(st.macs_with_aux), num(st.activations_with_aux)])
     _emit_table(header, rows, fmt, title="MACs = multiply-accumulates per image (the ResNet paper's FLOPs)")
+
+
+def _aux_outputs(st: Any) -> str:
+    """The output cell of a network's with-aux row: its training-time outputs and loss weights."""
+    return ", ".join(f"{a.name} {_shape(a.output)} ×{a.loss_weight:g}" for a in st.aux)
 
 
 def _emit_table(header: list[str], rows: list[list[str]], fmt: Format, title: str = "") -> None:

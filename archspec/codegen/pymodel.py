@@ -29,7 +29,7 @@ from typing import Any
 from ..analysis import NetStats, analyse, human
 from ..errors import SpecError
 from ..ir import Graph, lower
-from ..ir.sym import Sym, SymFloat, plain
+from ..ir.sym import Sym, SymFloat, SymPair, plain
 from ..load import Network
 from ..ops import REGISTRY
 from ..spec.expr import parse, to_python
@@ -96,7 +96,7 @@ def _check_attr_name(name: str, where: Any) -> None:
 
 def _expr(v: Any) -> str:
     """A constructor argument: a symbol's expression or a literal's repr."""
-    if isinstance(v, (Sym, SymFloat)):
+    if isinstance(v, (Sym, SymFloat, SymPair)):
         return v.expr
     if isinstance(v, bool) or v is None or isinstance(v, (int, float, str)):
         return repr(v)
@@ -118,6 +118,7 @@ class Child:
     ctor_lines: list[str] = field(default_factory=list)  # multi-line constructor (nn.Sequential)
     else_inputs: list[int] | None = None  # what the child stands for when its guard is false
     close: str = ")"           # closes a multi-line constructor
+    aux: bool = False          # a training-time output (run in training mode, returned after the main one)
 
     def key(self) -> tuple:
         return (self.local, self.kind, self.ctor, tuple(self.ctor_lines), self.call, tuple(self.inputs), self.guard)
@@ -148,6 +149,7 @@ class Generator:
         self.group_params: dict[str, list] = {}
         self.net_class = ""
         self.dense_class: str | None = None
+        self.outputs_class = ""  # the NamedTuple of the training-mode outputs, when there are aux: layers
         # the module tree, indexed once: direct children, all nodes and first position per path
         self._children: dict[str, list[tuple[str, Any]]] = {}
         self._under: dict[str, list[str]] = {}
@@ -203,6 +205,8 @@ class Generator:
                 children.append(self.node_child(m, [ref(i, m) for i in m.inputs], in_seq))
             else:
                 children.append(self.module_child(m, [ref(m.input, m)]))
+            if path == "" and (m.id if kind == "node" else m.path) in self.g.aux:
+                children[-1].aux = True
         out = ref(info.output, info) if info.output else -1
         return children, out
 
@@ -349,6 +353,8 @@ class Generator:
             if default is not _required() and not isinstance(default, str) and plain(v) == default and not isinstance(v, Sym):
                 positional = False
                 continue
+            if typ == "pair" and isinstance(v, list):
+                v = tuple(v)  # a kernel [1, 7] reads (1, 7), as in PyTorch code
             if positional and default is _required():
                 args.append(_expr(v))  # required parameters read best positionally: Bottleneck(256, 64)
             else:
@@ -498,6 +504,9 @@ class Generator:
             for i in c.inputs + (c.else_inputs or []):
                 remaining[i] = remaining.get(i, 0) + 1
         remaining[sc.output] = remaining.get(sc.output, 0) + 1
+        aux = [j for j, c in enumerate(sc.children) if c.aux]
+        for j in aux:  # returned at the end, in training mode
+            remaining[j] = remaining.get(j, 0) + 1
         var: dict[int, str] = {-1: "x"}
         lines: list[str] = []
         for j, c in enumerate(sc.children):
@@ -507,6 +516,11 @@ class Generator:
                 remaining[i] -= 1
             dead = [k for k, i in enumerate(c.inputs) if remaining[i] == 0 and i != sc.output
                     and c.inputs.count(i) == 1]
+            if c.aux:
+                out = var[j] = ns.create(c.local)
+                expr = f"self.{c.local}({', '.join(ins)})" if c.kind == "module" else c.call.format(*ins)
+                lines.append(f"{out} = {expr} if self.training else None")
+                continue
             if dead:
                 out = ins[dead[0]]
             else:
@@ -535,6 +549,10 @@ class Generator:
                     lines.append(f"{out} = {expr} if self.use_{c.local} else {alt or ins[0]}")
                     continue
             lines.append(f"{out} = {expr}")
+        if aux:  # training mode: the main output, then the aux outputs from the deepest to the shallowest
+            outs = ", ".join([var[sc.output]] + [var[j] for j in reversed(aux)])
+            lines.append("if self.training:")
+            lines.append(f"    return {self.outputs_class}({outs})")
         lines.append(f"return {var[sc.output]}")
         return lines
 
@@ -690,6 +708,8 @@ def _ident(n: str) -> str:
 def _type_of(typ: str | None, v: Any) -> str:
     if typ in ("int", "float", "bool", "str"):
         return typ
+    if typ == "pair":
+        return "int | tuple[int, int]"
     if typ == "list":
         return "list"
     if isinstance(v, bool):
@@ -726,6 +746,14 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
     gen = Generator(net, graph)
     gen.net_class = class_name(net.name)
     gen.used_names.add(gen.net_class)
+    aux = list(graph.aux.values())
+    if aux:
+        for a in aux:
+            if a.name == "logits" or a.name.startswith("_") or a.name in ("count", "index"):
+                raise _err(f"an aux: layer cannot be called '{a.name}': it names a field of the training-mode "
+                           f"outputs (a NamedTuple whose first field is 'logits')",
+                           graph.modules.get(a.name) or graph.node(a.output), "rename the layer")
+        gen.outputs_class = gen.fresh_class(f"{gen.net_class}Outputs")
     gen.build()
     classes = []
     if gen.dense_class is not None:
@@ -773,6 +801,10 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
         uses_math=any("math." in l for c in classes for l in c["init"]),
         uses_ordered_dict=gen.uses_ordered_dict,
         block_names=[c["name"] for c in classes],
+        outputs_class=gen.outputs_class,
+        aux=[{"name": a.name, "loss_weight": a.loss_weight} for a in aux],
+        aux_order=[a.name for a in reversed(aux)],
+        aux_weights="{" + ", ".join(f"{a.name!r}: {a.loss_weight!r}" for a in aux).replace("'", '"') + "}",
     )
     return ModelSource(net.name, gen.net_class, wrap_long_lines(text), stats)
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import Mark
 from ..ops import Attrs, Shape
 
-__all__ = ["Node", "ModuleInfo", "Graph"]
+__all__ = ["Node", "ModuleInfo", "AuxOutput", "Graph"]
 
 
 class Node(BaseModel):
@@ -60,6 +60,17 @@ class ModuleInfo(BaseModel):
     guards: tuple[str, ...] = ()
 
 
+class AuxOutput(BaseModel):
+    """A training-time output (GoogLeNet's auxiliary classifiers): a side branch of the network,
+    run and returned in training mode with its loss weight, dropped at inference."""
+
+    name: str = Field(description="the layer (and module attribute) that computes it, e.g. aux1")
+    output: str = Field(description="node id of its output")
+    tap: str = Field(description="node id it reads from the main network")
+    loss_weight: float = Field(description="weight of its loss in the training objective")
+    nodes: list[str] = Field(default_factory=list, description="its nodes: training-only")
+
+
 class Graph:
     """A lowered network."""
 
@@ -74,6 +85,10 @@ class Graph:
         self.named: dict[str, str] = {}
         #: per-layer expectations written inline (``expect:`` on a call): path -> raw mapping
         self.layer_expects: dict[str, Any] = {}
+        #: training-time outputs (``aux:`` layers), in network order
+        self.aux: dict[str, AuxOutput] = {}
+        #: ids of the nodes only the training-time outputs use
+        self.training_only: set[str] = set()
 
     def add(self, node: Node) -> Node:
         if node.id in self.g:

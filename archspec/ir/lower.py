@@ -31,8 +31,8 @@ from ..load.loader import REQUIRED, TYPES, Block, Network, pydantic_error
 from ..ops import REGISTRY, OpError, Shape, get_op
 from ..spec.expr import ExprError, parse, to_python
 from ..spec.yamlio import LocDict, LocList
-from .graph import Graph, ModuleInfo, Node
-from .sym import Sym, SymFloat, has_sym, plain
+from .graph import AuxOutput, Graph, ModuleInfo, Node
+from .sym import Sym, SymFloat, SymPair, has_sym, plain
 
 __all__ = ["lower", "META_KEYS", "MERGES"]
 
@@ -260,6 +260,16 @@ class Lowerer:
             raise self.err("the network has no layers", raw.mark_of("network"), ("network",), code="empty")
         g.output = out
         g.modules[""].output = out
+        for node in g.nodes():
+            if node.id in g.training_only:
+                continue
+            for src in node.inputs:
+                if src in g.training_only:
+                    aux = next(a for a in g.aux.values() if src in a.nodes)
+                    raise self.err(f"'{node.id}' reads '{src}' of the auxiliary output '{aux.name}', which is "
+                                   f"dropped at inference", node.mark, (node.spec_path,),
+                                   "an aux: layer is a side branch: the main network cannot take input from it",
+                                   "aux_ref")
         g.lint()
         return g
 
@@ -286,6 +296,9 @@ class Lowerer:
             return self.word(str(expr), x, fr, env, mark, path, name)
         if isinstance(expr, list):
             return self.sequence(expr, x, fr, env, mark, path, name)
+        if isinstance(expr, dict) and isinstance(expr.get("aux"), dict) and not self.layerish(expr["aux"]):
+            # aux: {loss_weight: ...} next to a call (a layer *named* aux stays a layer)
+            return self.aux(expr, x, fr, env, mark, path, name)
         if isinstance(expr, dict):
             heads = [k for k in expr if k not in META_KEYS]
             if len(heads) == 1 and self.is_callable(str(heads[0])):
@@ -328,6 +341,51 @@ class Lowerer:
                 self.unknown(str(heads[0]), _key_mark(expr, heads[0], mark), path)
             return self.group(expr, x, fr, env, mark, path, name)
         raise self.err(f"expected a layer, got {type(expr).__name__}", mark, path, code="type")
+
+    def aux(self, expr: dict, x: str, fr: Frame, env: dict, mark: Mark | None, path: tuple,
+            name: str | None) -> str:
+        """A training-time output: ``aux1: {InceptionAux: ..., aux: {loss_weight: 0.3}}``. The layer
+        reads its input like any other, but the network goes on from that same input: the layer is a
+        side branch whose output the generated module returns in training mode only."""
+        amark = _key_mark(expr, "aux", mark)
+        if name is None or fr.kind != "network" or self.block_depth:
+            raise self.err("aux: marks a named layer of network: (not one inside a block, group or list)",
+                           amark, path + ("aux",),
+                           "write it at the top level of network:, e.g. aux1: {InceptionAux: ..., aux: "
+                           "{loss_weight: 0.3}}", "bad_aux")
+        spec = expr["aux"]
+        vmark = _mark_of(expr, "aux", mark)
+        if not isinstance(spec, dict):
+            raise self.err(f"aux: takes a mapping such as {{loss_weight: 0.3}}, got {spec!r}", vmark,
+                           path + ("aux",), code="bad_aux")
+        for k in spec:
+            if k != "loss_weight":
+                close = difflib.get_close_matches(str(k), ["loss_weight"], n=1)
+                raise self.err(f"aux: has no key '{k}'", _key_mark(spec, k, vmark), path + ("aux", k),
+                               "did you mean 'loss_weight'?" if close else "aux: takes loss_weight",
+                               "unknown_key")
+        if "loss_weight" not in spec:
+            raise self.err("aux: needs loss_weight (the weight of this output's loss in training)", vmark,
+                           path + ("aux",), "e.g. aux: {loss_weight: 0.3}", "bad_aux")
+        wmark = _mark_of(spec, "loss_weight", vmark)
+        weight = self.value(spec["loss_weight"], env, wmark, path + ("aux", "loss_weight"))
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise self.err(f"loss_weight is a number >= 0, got {weight!r}", wmark,
+                           path + ("aux", "loss_weight"), code="bad_aux")
+        rest = LocDict({k: v for k, v in expr.items() if k != "aux"})
+        if isinstance(expr, LocDict):
+            rest.mark, rest.raw = expr.mark, {k: v for k, v in expr.raw.items() if k != "aux"}
+            rest.key_marks = {k: v for k, v in expr.key_marks.items() if k != "aux"}
+            rest.value_marks = {k: v for k, v in expr.value_marks.items() if k != "aux"}
+        start = len(self.graph)
+        out = self.layer(rest, x, fr, env, mark, path, name)
+        nodes = list(self.graph._order[start:])
+        if out == x or not nodes:
+            return x  # a when: that was false: no output
+        tap = self.graph.node(nodes[0]).inputs[0]  # x, or what from: names
+        self.graph.aux[name] = AuxOutput(name=name, output=out, tap=tap, loss_weight=float(weight), nodes=nodes)
+        self.graph.training_only.update(nodes)
+        return x
 
     def layerish(self, v: Any) -> bool:
         """Could ``v`` be a layer (rather than an op's attributes)?"""
@@ -689,8 +747,11 @@ class Lowerer:
             axis = _channel_axis(outer)
             info.sym_in = outer[axis] if outer else None
             inner = {}
+            types = {p: t for p, t, _ in blk.params}
             for k, v in bound.items():
-                if isinstance(v, int) and not isinstance(v, bool):
+                if types.get(k) == "pair" and isinstance(v, (list, tuple)):
+                    inner[k] = SymPair(v, k)
+                elif isinstance(v, int) and not isinstance(v, bool):
                     inner[k] = Sym(int(v), k)
                 elif isinstance(v, float):
                     inner[k] = SymFloat(v, k)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Sym", "SymFloat", "has_sym", "plain"]
+__all__ = ["Sym", "SymFloat", "SymPair", "has_sym", "plain"]
 
 _ATOM, _POW, _NEG, _MUL, _ADD = 100, 40, 30, 20, 10
 
@@ -118,8 +118,28 @@ class SymFloat(float):
         return (SymFloat, (float(self), self.expr))
 
 
+class SymPair(tuple):
+    """A ``pair`` block parameter given as ``[a, b]`` (a 1×7 kernel) that generated code writes by
+    name, as it writes an int parameter (so a 3×3 and a 1×7 instance share one class)."""
+
+    expr: str
+
+    def __new__(cls, value: Any, expr: str) -> "SymPair":
+        obj = super().__new__(cls, (int(value[0]), int(value[1])))
+        obj.expr = expr
+        return obj
+
+    def __str__(self) -> str:
+        return self.expr
+
+    __repr__ = __str__
+
+    def __reduce__(self):
+        return (SymPair, (tuple(self), self.expr))
+
+
 def has_sym(v: Any) -> bool:
-    if isinstance(v, (Sym, SymFloat)):
+    if isinstance(v, (Sym, SymFloat, SymPair)):
         return True
     if isinstance(v, (list, tuple)):
         return any(has_sym(x) for x in v)

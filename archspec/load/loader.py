@@ -44,7 +44,21 @@ class Cell:
 
 
 REQUIRED = object()
-TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "any": object}
+
+
+class _PairType(type):
+    def __instancecheck__(cls, v: Any) -> bool:
+        def is_int(i: Any) -> bool:
+            return isinstance(i, int) and not isinstance(i, bool)
+        return is_int(v) or (isinstance(v, (list, tuple)) and len(v) == 2 and all(is_int(i) for i in v))
+
+
+class pair(metaclass=_PairType):
+    """The block parameter type ``pair``: an int or ``[a, b]`` (a kernel size, stride or padding
+    per axis); generated code takes it as ``int | tuple[int, int]``."""
+
+
+TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "pair": pair, "any": object}
 
 
 @dataclass

@@ -159,6 +159,8 @@ def pair(v: int | Sequence[int]) -> tuple[int, int]:
     """``3`` -> ``(3, 3)``; ``[1, 7]`` -> ``(1, 7)``."""
     if isinstance(v, int):
         return (v, v)
+    if is_symbolic(v):
+        return v  # a pair parameter of a block (archspec.ir.sym.SymPair): keeps its name
     return (v[0], v[1])
 
 
@@ -169,6 +171,8 @@ def is_symbolic(v: object) -> bool:
 
 def fmt_pair(v: tuple[int, int]) -> str:
     """Render a normalised pair the way PyTorch code is usually written: ``3`` or ``(1, 7)``."""
+    if is_symbolic(v):
+        return str(v)
     if v[0] == v[1] and str(v[0]) == str(v[1]):
         return str(v[0])
     return f"({v[0]}, {v[1]})"

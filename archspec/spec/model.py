@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 __all__ = ["Paper", "BlockDef", "ExpectEntry", "SpecDoc", "METRICS", "COLUMN_KEYS", "LayerExpr"]
 
 #: What ``expect:`` can state about a network or a named layer.
-METRICS = ("params", "weights", "macs", "activations", "neurons", "output")
+METRICS = ("params", "weights", "macs", "activations", "neurons", "output", "params_with_aux", "macs_with_aux")
 
 #: Keys of a column that are not parameters.
 COLUMN_KEYS = ("name", "title", "expect", "input", "num_classes")

@@ -22,6 +22,9 @@ META = {
     "dense": {"$ref": "#/$defs/Layer",
               "description": "with repeat: n, dense connectivity: layer j reads the concatenation of the input and "
                              "layers 0..j-1; the output is the concatenation of all"},
+    "aux": {"type": "object", "properties": {"loss_weight": {"type": ["number", "string"]}},
+            "required": ["loss_weight"], "additionalProperties": False,
+            "description": "a training-time output (auxiliary classifier) with its loss weight; dropped at inference"},
 }
 
 
