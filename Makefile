@@ -32,7 +32,7 @@ test: pyc
 zoo-doc: $(STAMP)
 	{ echo "# The zoo"; echo; \
 	  echo "Every network in specs/, from \`archspec stats --format markdown\` (regenerate with \`make zoo-doc\`)."; \
-	  echo "MACs are multiply-accumulates of conv/linear per image (the ResNet paper's FLOPs); params are learnable parameters."; \
+	  echo "MACs are multiply-accumulates of conv/linear layers and attention matmuls per image (the ResNet paper's FLOPs); params are learnable parameters of the inference network (a \`+aux\` row adds the training-time auxiliary heads)."; \
 	  echo; $(BIN)/archspec stats --format markdown; } > docs/zoo.md
 
 clean:
