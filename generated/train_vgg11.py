@@ -91,10 +91,18 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class _Help(argparse.HelpFormatter):
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "%(default)" in text:
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     r = RECIPE
     p = _Parser(prog=Path(__file__).name, description=__doc__.split("\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                formatter_class=_Help)
     on_off = argparse.BooleanOptionalAction
     g = p.add_argument_group("data")
     g.add_argument("--data", default=r["data"], help="synthetic | digits | cifar10:PATH | imagefolder:PATH")
@@ -157,6 +165,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--progress", action=on_off, default=None, help="live progress bar (default: on a tty)")
     g.add_argument("--benchmark", type=int, default=0, metavar="N", help="time N steps on synthetic data, then stop")
     g.add_argument("--warmup-steps", type=int, default=5, help="benchmark: untimed steps first")
+    for action in p._actions:  # every option shows its default in --help
+        action.help = "" if action.help is None else action.help
     args = p.parse_args(argv)
     if args.epochs is not None and args.iterations is not None and any(a.startswith("--epochs") for a in (sys.argv[1:] if argv is None else argv)):
         args.iterations = None  # --epochs on the command line wins over the recipe's iterations
