@@ -166,7 +166,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--benchmark", type=int, default=0, metavar="N", help="time N steps on synthetic data, then stop")
     g.add_argument("--warmup-steps", type=int, default=5, help="benchmark: untimed steps first")
     for action in p._actions:  # every option shows its default in --help
-        action.help = "" if action.help is None else action.help
+        action.help = action.dest.replace("_", " ") if action.help is None else action.help
     args = p.parse_args(argv)
     if args.epochs is not None and args.iterations is not None and any(a.startswith("--epochs") for a in (sys.argv[1:] if argv is None else argv)):
         args.iterations = None  # --epochs on the command line wins over the recipe's iterations
