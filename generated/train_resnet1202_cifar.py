@@ -94,7 +94,8 @@ class _Parser(argparse.ArgumentParser):
 class _Help(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default in (None, False, [], argparse.SUPPRESS) or "%(default)" in text:
+        if action.default is None or action.default is False or action.default == [] \
+                or action.default == argparse.SUPPRESS or "%(default)" in text:
             return text
         return f"{text} (default: %(default)s)".strip()
 
