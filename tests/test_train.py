@@ -129,6 +129,8 @@ HEAD = "name: t\ninput: [3, 8, 8]\nnetwork: [global_avgpool, flatten, {linear: n
     ("train:\n  schedule: {type: step, step_sise: 3}\n", 6, 26, "train.schedule", "unknown key 'step_sise'",
      "did you mean 'step_size'?"),
     ("train:\n  lr: -1\n", 6, 7, "train.lr", "greater than 0", None),
+    ("train:\n  schedule: {type: step}\n", 6, 13, "train.schedule", "a step schedule needs step_size", None),
+    ("train:\n  epochs: 3\n  iterations: 4\n", 6, 3, "train", "give epochs or iterations, not both", None),
     ("columns:\n  a: {train: {epohcs: 3}}\n", 6, 15, "columns.a.train", "unknown key 'epohcs'", "did you mean 'epochs'?"),
 ])
 def test_train_errors(tmp_path, body, line, col, path, message, hint):
