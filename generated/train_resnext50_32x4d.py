@@ -801,7 +801,7 @@ def fit(args, rt: Runtime, module, shape) -> dict:
         loss_sum = torch.zeros((), device=rt.device)
         correct = torch.zeros((), device=rt.device, dtype=torch.long)
         bad_step = torch.full((), -1, device=rt.device, dtype=torch.long)
-        seen = 0
+        seen = ran = 0
         log_every = max(1, spe // 50)
         s = skip
         for s, (x, y) in enumerate(train_b.batches(skip), start=skip + 1):
@@ -813,6 +813,7 @@ def fit(args, rt: Runtime, module, shape) -> dict:
             loss_sum += loss
             correct += hits
             seen += len(y)
+            ran += 1
             step += 1
             if s % log_every == 0 or s == spe:
                 bad = int(bad_step)
@@ -822,7 +823,7 @@ def fit(args, rt: Runtime, module, shape) -> dict:
                                           + ("" if ckpt.exists() else " (none written yet)"))
                 if rt.progress:
                     el = time.perf_counter() - t0
-                    rt.log("\r" + progress_line(epoch, epochs, s, spe, float(loss_sum) / (s - skip),
+                    rt.log("\r" + progress_line(epoch, epochs, s, spe, float(loss_sum) / ran,
                                                 100 * int(correct) / max(seen, 1), seen * rt.world / el, el), end="")
             if stop["signal"] is not None:
                 checkpoint(epoch, s)
@@ -831,7 +832,7 @@ def fit(args, rt: Runtime, module, shape) -> dict:
                 raise SystemExit(143)
         skip = 0
         elapsed = time.perf_counter() - t0
-        tl, tc, ts = rt.all_sum([float(loss_sum) / max(1, spe), float(correct), float(seen)])
+        tl, tc, ts = rt.all_sum([float(loss_sum) / max(1, ran), float(correct), float(seen)])
         row = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": tl / rt.world,
                "train_top1": 100 * tc / max(ts, 1), **evaluate(rt, run, model, val_b, criterion),
                "images_per_s": ts / elapsed, "epoch_s": elapsed, "peak_memory_mb": rt.peak_memory_mb()}

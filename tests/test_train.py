@@ -222,6 +222,23 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
         assert torch.equal(a[k], b[k]), k
     assert len((killed / "metrics.jsonl").read_text().splitlines()) == 4
 
+    # SIGTERM mid-epoch: a checkpoint of that very step, and --resume continues from it
+    termed = tmp_path / "termed"
+    p = subprocess.Popen([sys.executable, str(LENET), *argv, "--out-dir", str(termed)], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (termed / "checkpoint.pt").exists() and p.poll() is None:
+        time.sleep(0.005)
+    time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=60) == 143
+    state = torch.load(termed / "checkpoint.pt", weights_only=True)
+    assert 0 < state["step_in_epoch"] < 1437 // 4 and state["step"] == state["epoch"] * (1437 // 4) + state["step_in_epoch"]
+    subprocess.run([sys.executable, str(LENET), *argv, "--out-dir", str(termed), "--resume"], env=env,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    c = weights(termed / "checkpoint.pt")
+    for k in a:
+        assert torch.equal(c[k], b[k]), k
+
 
 def test_torchrun_two_processes_match_one(tmp_path):
     argv = ["--data", "digits", "--batch-size", "32", "--lr", "0.05", "--momentum", "0.9", "--epochs", "2",
@@ -240,6 +257,54 @@ def test_torchrun_two_processes_match_one(tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
     assert ddp["val_top1"] == pytest.approx(single["val_top1"], abs=0.3)  # at most one digit differs
+
+
+def test_auxiliary_outputs_add_weighted_losses():
+    """A model returning (logits, aux...) in training: main loss + sum of weight x aux loss."""
+    import collections
+    mod = load_script(LENET)
+    Out = collections.namedtuple("Out", "logits aux1 aux2")
+    g = torch.Generator().manual_seed(0)
+    main, a1, a2 = (torch.randn(4, 10, generator=g) for _ in range(3))
+    y = torch.tensor([1, 2, 3, 4])
+    ce = torch.nn.CrossEntropyLoss()
+    loss, out = mod.loss_fn(Out(main, a1, a2), y, ce, {"aux1": 0.3, "aux2": 0.3})
+    torch.testing.assert_close(loss, ce(main, y) + 0.3 * ce(a1, y) + 0.3 * ce(a2, y))
+    assert out is main
+    loss, _ = mod.loss_fn((main, a1), y, ce, {"aux": 0.5})  # a plain tuple: weights in order
+    torch.testing.assert_close(loss, ce(main, y) + 0.5 * ce(a1, y))
+    args = mod.parse_args(["--aux-weight", "aux1=0.3", "--aux-weight", "aux2=0.1"])
+    assert mod.aux_weights(args, object()) == {"aux1": 0.3, "aux2": 0.1}
+    assert mod.aux_weights(mod.parse_args([]), type("M", (), {"AUX_LOSS_WEIGHTS": {"aux": 0.3}})) == {"aux": 0.3}
+
+
+def test_image_folder_and_cifar10_data(tmp_path):
+    """The torchvision ImageFolder path (augmentation, ten-crop evaluation) and CIFAR-10 pickles."""
+    import pickle
+
+    from PIL import Image
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (tmp_path / "imf" / split / c).mkdir(parents=True)
+            for i in range(4):
+                arr = (torch.rand(40, 48, 3, generator=g) * 255).to(torch.uint8).numpy()
+                Image.fromarray(arr).save(tmp_path / "imf" / split / c / f"{i}.png")
+    mod = load_script(LENET)
+    res = mod.main(["--data", f"imagefolder:{tmp_path / 'imf'}", "--batch-size", "4", "--epochs", "1",
+                    "--workers", "0", "--eval-crop", "ten_crop", "--crop", "scale_jitter", "--scale", "36", "48",
+                    "--lr", "0.01", "--out-dir", str(tmp_path / "r1"), "--no-plot"])
+    assert res["steps"] == 2 and 0 <= res["val_top1"] <= 100
+    (tmp_path / "cif").mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = (torch.rand(8, 3072, generator=g) * 255).to(torch.uint8).numpy()
+        with open(tmp_path / "cif" / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": [i % 10 for i in range(8)]}, f)
+    res = mod.main(["--data", f"cifar10:{tmp_path / 'cif'}", "--batch-size", "8", "--epochs", "1",
+                    "--crop", "random", "--padding", "4", "--hflip", "--out-dir", str(tmp_path / "r2"), "--no-plot"])
+    assert res["steps"] == 5  # 40 training images / 8
+    rows = [json.loads(x) for x in (tmp_path / "r2" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["val_top1"] in {12.5 * k for k in range(9)}
 
 
 def _small_input(mod) -> list[str]:
