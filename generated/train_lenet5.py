@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODEL_FILE = "lenet5.py"
+MODEL_FILE = 'lenet5.py'
 INPUT_SHAPE = (1, 32, 32)
 NUM_CLASSES = 10
 RECIPE = {

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODEL_FILE = "resnet44_cifar.py"
+MODEL_FILE = 'resnet44_cifar.py'
 INPUT_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 RECIPE = {

@@ -99,11 +99,22 @@ def test_spec_without_train_gets_the_generic_recipe(tmp_path):
     text = outs[1].text
     assert "Recipe: archspec's generic recipe (the spec has no train: section)" in text
     assert "'optimizer': 'sgd'," in text and "'lr': 0.1," in text and "'epochs': 90," in text
-    assert 'MODEL_FILE = "tiny.py"' in text and "INPUT_SHAPE = (3, 8, 8)" in text and "NUM_CLASSES = 3" in text
+    assert "MODEL_FILE = 'tiny.py'" in text and "INPUT_SHAPE = (3, 8, 8)" in text and "NUM_CLASSES = 3" in text
     write_outputs(outs)
     mod = load_script(tmp_path / "out" / "train_tiny.py")
     res = mod.main(["--benchmark", "2", "--warmup-steps", "1", "--batch-size", "2", "--no-compile"])
     assert res["batch_size"] == 2 and res["input"] == [3, 8, 8] and res["images_per_s"] > 0
+
+
+def test_spec_prose_cannot_escape_the_docstring(tmp_path):
+    import ast
+    spec = tmp_path / "q.yaml"
+    spec.write_text("name: q\ntitle: 'a \"\"\" b \\ c'\ninput: [3, 8, 8]\n"
+                    "network: [global_avgpool, flatten, {linear: 3}]\n"
+                    "train: {source: 'x\"\"\"; import os'}\n")
+    out = [o for o in render_specs([str(spec)], tmp_path / "out") if o.kind == "train"][0]
+    doc = ast.get_docstring(ast.parse(out.text))
+    assert doc.startswith("Train a ''' b / c (q)") and "Recipe: x'''; import os" in doc
 
 
 def test_build_check_covers_training_scripts(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..load import Network
+from .pymodel import _safe_doc
 from ..spec.train import TrainRecipe
 
 __all__ = ["train_context", "recipe_dict"]
@@ -66,15 +67,18 @@ def _lines(d: dict[str, Any]) -> list[str]:
 
 
 def train_context(net: Network, module_file: str, class_name: str, spec_display: str) -> dict[str, Any]:
+    """Template variables; prose goes through the docstring filter, values through ``repr``."""
     recipe = net.train if net.train is not None else TrainRecipe()
-    source = recipe.source if net.train is not None else (
+    source = (recipe.source or "the spec's train: section") if net.train is not None else (
         "archspec's generic recipe (the spec has no train: section)")
     return {
-        "name": net.name,
-        "title": net.doc.title or net.name,
-        "spec": spec_display,
-        "source": source,
-        "module_file": module_file,
+        "name": _safe_doc(net.name),
+        "script": _safe_doc(f"train_{module_file}"),
+        "title": _safe_doc(net.doc.title or net.name),
+        "spec": _safe_doc(spec_display),
+        "source": _safe_doc(source),
+        "module_file": repr(module_file),
+        "module_doc": _safe_doc(module_file),
         "class_name": class_name,
         "input_shape": repr(tuple(net.input)),
         "num_classes": repr(net.num_classes),

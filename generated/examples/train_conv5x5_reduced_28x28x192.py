@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODEL_FILE = "conv5x5_reduced_28x28x192.py"
+MODEL_FILE = 'conv5x5_reduced_28x28x192.py'
 INPUT_SHAPE = (192, 28, 28)
 NUM_CLASSES = 1
 RECIPE = {

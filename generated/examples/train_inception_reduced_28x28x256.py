@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODEL_FILE = "inception_reduced_28x28x256.py"
+MODEL_FILE = 'inception_reduced_28x28x256.py'
 INPUT_SHAPE = (256, 28, 28)
 NUM_CLASSES = 1
 RECIPE = {

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODEL_FILE = "vgg16_bn.py"
+MODEL_FILE = 'vgg16_bn.py'
 INPUT_SHAPE = (3, 224, 224)
 NUM_CLASSES = 1000
 RECIPE = {
