@@ -98,8 +98,8 @@ def test_spec_without_train_gets_the_generic_recipe(tmp_path):
     assert [o.path.name for o in outs] == ["tiny.py", "train_tiny.py"]
     text = outs[1].text
     assert "Recipe: archspec's generic recipe (the spec has no train: section)" in text
-    assert "'optimizer': 'sgd'," in text and "'lr': 0.1," in text and "'epochs': 90," in text
-    assert "MODEL_FILE = 'tiny.py'" in text and "INPUT_SHAPE = (3, 8, 8)" in text and "NUM_CLASSES = 3" in text
+    assert '"optimizer": "sgd",' in text and '"lr": 0.1,' in text and '"epochs": 90,' in text
+    assert 'MODEL_FILE = "tiny.py"' in text and "INPUT_SHAPE = (3, 8, 8)" in text and "NUM_CLASSES = 3" in text
     write_outputs(outs)
     mod = load_script(tmp_path / "out" / "train_tiny.py")
     res = mod.main(["--benchmark", "2", "--warmup-steps", "1", "--batch-size", "2", "--no-compile"])
@@ -140,6 +140,7 @@ HEAD = "name: t\ninput: [3, 8, 8]\nnetwork: [global_avgpool, flatten, {linear: n
     ("train:\n  schedule: {type: step, step_sise: 3}\n", 6, 26, "train.schedule", "unknown key 'step_sise'",
      "did you mean 'step_size'?"),
     ("train:\n  lr: -1\n", 6, 7, "train.lr", "greater than 0", None),
+    ("train:\n  lr: .inf\n", 6, 7, "train.lr", "finite number", None),
     ("train:\n  schedule: {type: step}\n", 6, 13, "train.schedule", "a step schedule needs step_size", None),
     ("train:\n  epochs: 3\n  iterations: 4\n", 6, 3, "train", "give epochs or iterations, not both", None),
     ("columns:\n  a: {train: {epohcs: 3}}\n", 6, 15, "columns.a.train", "unknown key 'epohcs'", "did you mean 'epochs'?"),

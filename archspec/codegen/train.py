@@ -7,6 +7,8 @@ values, never as spec text.
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from ..load import Network
@@ -62,8 +64,21 @@ def recipe_dict(recipe: TrainRecipe, input_shape: tuple[int, ...]) -> dict[str, 
     }
 
 
+def literal(v: Any) -> str:
+    """A Python literal of validated data, double-quoted like hand-written code."""
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # a JSON string is a valid Python string literal
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(literal(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{literal(k)}: {literal(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"not a finite number: {v}")
+    return repr(v)  # bool, None, int, float
+
+
 def _lines(d: dict[str, Any]) -> list[str]:
-    return [f"    {k!r}: {v!r}," for k, v in d.items()]
+    return [f"    {literal(k)}: {literal(v)}," for k, v in d.items()]
 
 
 def train_context(net: Network, module_file: str, class_name: str, spec_display: str) -> dict[str, Any]:
@@ -77,7 +92,7 @@ def train_context(net: Network, module_file: str, class_name: str, spec_display:
         "title": _safe_doc(net.doc.title or net.name),
         "spec": _safe_doc(spec_display),
         "source": _safe_doc(source),
-        "module_file": repr(module_file),
+        "module_file": literal(module_file),
         "module_doc": _safe_doc(module_file),
         "class_name": class_name,
         "input_shape": repr(tuple(net.input)),

@@ -18,7 +18,7 @@ __all__ = ["TrainRecipe", "Schedule", "Augment", "Eval", "TRAIN_MODELS"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Schedule(_Model):
