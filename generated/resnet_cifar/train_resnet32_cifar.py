@@ -575,6 +575,15 @@ class Runtime:
         dist.all_reduce(t)
         return t.tolist()
 
+    def any(self, flag: bool) -> bool:
+        """True when ``flag`` is true on any process."""
+        if self.world == 1:
+            return flag
+        import torch.distributed as dist
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
     def peak_memory_mb(self) -> float:
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
@@ -825,11 +834,11 @@ def fit(args, rt: Runtime, module, shape) -> dict:
                     el = time.perf_counter() - t0
                     rt.log("\r" + progress_line(epoch, epochs, s, spe, float(loss_sum) / ran,
                                                 100 * int(correct) / max(seen, 1), seen * rt.world / el, el), end="")
-            if stop["signal"] is not None:
-                checkpoint(epoch, s)
+            if (s % log_every == 0 or s == spe) and rt.any(stop["signal"] is not None):
+                checkpoint(epoch, s)  # every process stops at the same step (torchrun signals all)
                 rt.log(f"\nstopped by signal {stop['signal']} at step {step}; checkpoint {ckpt} "
                        f"(continue with --resume)")
-                raise SystemExit(143)
+                raise SystemExit(128 + int(stop["signal"] or signal.SIGTERM))
         skip = 0
         elapsed = time.perf_counter() - t0
         tl, tc, ts = rt.all_sum([float(loss_sum) / max(1, ran), float(correct), float(seen)])
