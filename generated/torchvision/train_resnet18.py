@@ -169,7 +169,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for action in p._actions:  # every option shows its default in --help
         action.help = action.dest.replace("_", " ") if action.help is None else action.help
     args = p.parse_args(argv)
-    if args.epochs is not None and args.iterations is not None and any(a.startswith("--epochs") for a in (sys.argv[1:] if argv is None else argv)):
+    given = sys.argv[1:] if argv is None else argv
+    if args.epochs is not None and args.iterations is not None and any(a.startswith("--epochs") for a in given):
         args.iterations = None  # --epochs on the command line wins over the recipe's iterations
     for name in ("batch_size", "accum_steps", "synthetic_size", "benchmark", "warmup_steps", "workers"):
         if getattr(args, name) < (1 if name in ("batch_size", "accum_steps", "synthetic_size") else 0):
