@@ -43,6 +43,8 @@ RECIPE = {
     "momentum": 0.9,
     "nesterov": False,
     "betas": [0.9, 0.999],
+    "alpha": 0.99,
+    "eps": None,
     "weight_decay": 0.0005,
     "batch_size": 128,
     "epochs": 70,
@@ -116,11 +118,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--iterations", type=int, default=r["iterations"], help="optimizer steps instead of epochs")
     g.add_argument("--batch-size", type=int, default=r["batch_size"], help="global batch (all processes)")
     g.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation: micro-batches per step")
-    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=r["optimizer"])
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), default=r["optimizer"])
     g.add_argument("--lr", type=float, default=r["lr"], help="base learning rate")
     g.add_argument("--momentum", type=float, default=r["momentum"])
     g.add_argument("--nesterov", action=on_off, default=r["nesterov"])
     g.add_argument("--betas", type=float, nargs=2, default=r["betas"])
+    g.add_argument("--alpha", type=float, default=r["alpha"], help="RMSProp smoothing constant")
+    g.add_argument("--eps", type=float, default=r["eps"], help="Adam/AdamW/RMSProp epsilon")
     g.add_argument("--weight-decay", type=float, default=r["weight_decay"])
     g.add_argument("--label-smoothing", type=float, default=r["label_smoothing"])
     g.add_argument("--grad-clip", type=float, default=r["grad_clip"], help="max global gradient norm")
@@ -617,8 +621,11 @@ def make_optimizer(args, model: nn.Module, device: torch.device) -> torch.optim.
     if args.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum,
                                nesterov=args.nesterov and args.momentum > 0, **fast)
+    eps = {} if args.eps is None else {"eps": args.eps}
+    if args.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=args.lr, alpha=args.alpha, momentum=args.momentum, foreach=True, **eps)
     cls = torch.optim.Adam if args.optimizer == "adam" else torch.optim.AdamW
-    return cls(groups, lr=args.lr, betas=tuple(args.betas), **fast)
+    return cls(groups, lr=args.lr, betas=tuple(args.betas), **fast, **eps)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -65,6 +65,22 @@ def test_lenet5_paper_recipe_is_the_default():
     assert args.lr * mod.LRSchedule(args, 10, 200).factor(25) == pytest.approx(0.02)
 
 
+def test_optimizers_follow_the_flags():
+    mod = load_script(LENET)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    cpu = torch.device("cpu")
+    sgd = mod.make_optimizer(mod.parse_args(["--momentum", "0.9", "--nesterov", "--weight-decay", "0.1"]), model, cpu)
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"] and sgd.param_groups[0]["weight_decay"] == 0.1
+    assert len(sgd.param_groups) == 1  # SGD: decay on every parameter, as the papers do
+    adamw = mod.make_optimizer(mod.parse_args(["--optimizer", "adamw", "--weight-decay", "0.05", "--eps", "1e-6"]),
+                               model, cpu)
+    assert type(adamw) is torch.optim.AdamW and adamw.defaults["eps"] == 1e-6
+    assert [len(g["params"]) for g in adamw.param_groups] == [1, 3]  # no decay on biases and BN
+    assert [g["weight_decay"] for g in adamw.param_groups] == [0.05, 0.0]
+    rms = mod.make_optimizer(mod.parse_args(["--optimizer", "rmsprop", "--alpha", "0.9", "--eps", "1.0"]), model, cpu)
+    assert type(rms) is torch.optim.RMSprop and (rms.defaults["alpha"], rms.defaults["eps"]) == (0.9, 1.0)
+
+
 def test_recipes_are_inherited_and_set_per_column():
     r50 = load_networks(str(ROOT / "specs/resnet50.yaml"))[0].train
     assert (r50.source, r50.iterations, r50.schedule.type, r50.augment.scale) == (
@@ -136,7 +152,7 @@ HEAD = "name: t\ninput: [3, 8, 8]\nnetwork: [global_avgpool, flatten, {linear: n
 
 @pytest.mark.parametrize("body, line, col, path, message, hint", [
     ("train:\n  optimzer: sgd\n", 6, 3, "train", "unknown key 'optimzer'", "did you mean 'optimizer'?"),
-    ("train:\n  optimizer: rmsprop\n", 6, 14, "train.optimizer", "input should be 'sgd', 'adam' or 'adamw'", None),
+    ("train:\n  optimizer: lbfgs\n", 6, 14, "train.optimizer", "input should be 'sgd', 'adam', 'adamw' or 'rmsprop'", None),
     ("train:\n  schedule: {type: step, step_sise: 3}\n", 6, 26, "train.schedule", "unknown key 'step_sise'",
      "did you mean 'step_size'?"),
     ("train:\n  lr: -1\n", 6, 7, "train.lr", "greater than 0", None),
@@ -173,7 +189,7 @@ def test_lenet5_digits_reaches_95_percent(tmp_path):
 
 def test_bad_flags_and_data_are_one_line(tmp_path, capsys):
     mod = load_script(LENET)
-    for argv, text in ((["--optimizer", "rmsprop"], "argument --optimizer: invalid choice"),
+    for argv, text in ((["--optimizer", "lbfgs"], "argument --optimizer: invalid choice"),
                        (["--data", f"imagefolder:{tmp_path}"], "no train/ folder"),
                        (["--data", f"cifar10:{tmp_path}"], "no data_batch_1"),
                        (["--data", "mnist"], "use synthetic, digits"),

@@ -89,11 +89,13 @@ class TrainRecipe(_Model):
     source: Optional[str] = Field(None, description="where the recipe is stated, e.g. 'ResNet §3.4'")
     data: str = Field("synthetic", description="default --data: synthetic, digits, "
                                                "imagefolder:PATH or cifar10:PATH")
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
     lr: float = Field(0.1, gt=0, description="base learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     nesterov: bool = Field(False, description="SGD with Nesterov momentum")
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW betas")
+    alpha: float = Field(0.99, gt=0, lt=1, description="RMSProp: smoothing (decay) of the squared gradients")
+    eps: Optional[float] = Field(None, gt=0, description="Adam/AdamW/RMSProp epsilon (default: torch's)")
     weight_decay: float = Field(1e-4, ge=0)
     batch_size: int = Field(256, gt=0, description="global batch size (over all processes)")
     epochs: Optional[int] = Field(None, gt=0, description="epochs (default 90 unless iterations)")
