@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import signal
 import subprocess
@@ -79,6 +80,33 @@ def test_optimizers_follow_the_flags():
     assert [g["weight_decay"] for g in adamw.param_groups] == [0.05, 0.0]
     rms = mod.make_optimizer(mod.parse_args(["--optimizer", "rmsprop", "--alpha", "0.9", "--eps", "1.0"]), model, cpu)
     assert type(rms) is torch.optim.RMSprop and (rms.defaults["alpha"], rms.defaults["eps"]) == (0.9, 1.0)
+
+
+def test_schedules():
+    mod = load_script(LENET)
+
+    def lr_at(flags, steps, spe=10, total=100):
+        args = mod.parse_args(["--lr", "0.1", *flags])
+        s = mod.LRSchedule(args, spe, total)
+        return [args.lr * s.factor(k) for k in steps]
+    # DenseNet: ÷10 at 50 % and 75 % of the run
+    assert lr_at(["--schedule", "multistep", "--milestones", "0.5", "0.75"], [49, 50, 74, 75]) == pytest.approx(
+        [0.1, 0.01, 0.01, 0.001])
+    # CIFAR ResNet: milestones in iterations
+    assert lr_at(["--schedule", "multistep", "--schedule-unit", "iterations", "--milestones", "32", "48"],
+                 [31, 32, 48]) == pytest.approx([0.1, 0.01, 0.001])
+    assert lr_at(["--schedule", "step", "--step-size", "3", "--gamma", "0.5"], [29, 30, 60]) == pytest.approx(
+        [0.1, 0.05, 0.025])
+    # warm-up from lr/100, then cosine to min-lr
+    assert lr_at(["--schedule", "cosine", "--warmup-epochs", "2", "--min-lr", "0.001"], [0, 10, 20, 60, 100]) == \
+        pytest.approx([0.001, 0.0505, 0.1, 0.001 + 0.099 * 0.5 * (1 + math.cos(math.pi * 0.5)), 0.001])
+    args = mod.parse_args(["--schedule", "plateau", "--patience", "1"])
+    s = mod.LRSchedule(args, 10, 100)
+    for loss in (1.0, 0.9, 0.95, 0.95):  # two epochs without improvement > patience 1: ÷10
+        s.epoch_end(loss)
+    assert s.factor(50) == pytest.approx(0.1)
+    s.epoch_end(0.5)
+    assert s.factor(60) == pytest.approx(0.1) and s.state_dict() == {"plateau": pytest.approx(0.1), "best": 0.5, "bad": 0}
 
 
 def test_recipes_are_inherited_and_set_per_column():
