@@ -167,7 +167,7 @@ def test_build_is_byte_identical_across_runs_and_hash_seeds(tmp_path):
     assert _build([*specs, "-o", str(b)], {"PYTHONHASHSEED": "2"}).returncode == 0
     files_a = sorted(p.relative_to(a) for p in a.rglob("*.py"))
     assert files_a == sorted(p.relative_to(b) for p in b.rglob("*.py"))
-    assert len(files_a) == 8
+    assert len(files_a) == 16  # 8 modules and their train_*.py scripts
     for f in files_a:
         assert (a / f).read_bytes() == (b / f).read_bytes()
     assert (a / "torchvision" / "resnet50.py").read_bytes() == (GENERATED / "torchvision" / "resnet50.py").read_bytes()
@@ -237,8 +237,12 @@ def test_strings_are_emitted_inert_and_running_the_module_creates_nothing(tmp_pa
     spec_.loader.exec_module(m)
     assert tuple(m.build()(torch.randn(1, 3, 8, 8)).shape) == (1, 5)
     assert m.__doc__.splitlines()[0] == "Evil \'\'\' title {{ 7*7 }} // {% raw %}"
+    spec_ = importlib.util.spec_from_file_location("train_inert", out / "train_inert.py")
+    t = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(t)  # the training script: importing it runs nothing
+    assert t.__doc__.splitlines()[0] == "Train Evil \'\'\' title {{ 7*7 }} // {% raw %} (inert) with the recipe of its paper."
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inert.yaml", "out"]
-    assert sorted(p.name for p in out.iterdir()) == ["inert.py"]
+    assert sorted(p.name for p in out.iterdir()) == ["inert.py", "train_inert.py"]
 
 
 def test_init_follows_the_spec():

@@ -37,7 +37,7 @@ def _module(tmp_path: Path, text: str):
     """Generate the spec's module into tmp_path and import it; returns (module, source text)."""
     path = tmp_path / "spec.yaml"
     path.write_text(text)
-    [out] = render_specs([str(path)], tmp_path / "gen")
+    [out] = [o for o in render_specs([str(path)], tmp_path / "gen") if o.kind == "model"]
     out.path.parent.mkdir(parents=True, exist_ok=True)
     out.path.write_text(out.text)
     spec = importlib.util.spec_from_file_location(f"gen_dense_{tmp_path.name}", out.path)

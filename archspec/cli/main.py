@@ -267,6 +267,9 @@ def build(
     for o in outputs:
         st = o.source.stats
         mark = "wrote" if o.path in changed else "unchanged"
+        if o.kind == "train":
+            print(f"{mark} {o.path}  (training script for {o.source.class_name})")
+            continue
         print(f"{mark} {o.path}  ({o.source.class_name}: {human(st.params)} params, {human(st.macs)} MACs, "
               f"output {_shape(st.output)})")
 

@@ -17,7 +17,9 @@ import jinja2
 
 from ..errors import Mark, SpecError
 from ..load import load_networks, split_ref
+from .format import wrap_long_lines
 from .pymodel import ModelSource, generate_model
+from .train import train_context
 
 __all__ = ["Output", "render_specs", "write_outputs", "stale_outputs", "template_env", "output_path"]
 
@@ -43,6 +45,7 @@ class Output:
     path: Path
     text: str
     source: ModelSource
+    kind: str = "model"  # or "train": the training script of the same network
 
 
 def output_path(spec_file: str, out_dir: Path, name: str, many: bool) -> Path:
@@ -85,6 +88,10 @@ def render_specs(refs: list[str], out_dir: Path) -> list[Output]:
                                 mark=Mark(net.file, 1, 1), code="output_clash")
             seen[target] = net.ref
             outputs.append(Output(target, _check_python(src.text, net), src))
+            # the training script beside the module: train_<module>.py imports <module>.py
+            script = target.with_name(f"train_{target.name}")
+            text = wrap_long_lines(render("train.py.j2", **train_context(net, target.name, src.class_name, display)))
+            outputs.append(Output(script, _check_python(text, net), src, kind="train"))
     return outputs
 
 

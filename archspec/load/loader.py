@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from ..errors import Mark, SpecError
 from ..spec.expr import ExprError, parse
 from ..spec.model import COLUMN_KEYS, SpecDoc
+from ..spec.train import TRAIN_MODELS, TrainRecipe
 from ..spec.yamlio import LocDict, LocList, load_yaml, mark_at
 
 __all__ = ["Network", "Block", "Cell", "load_networks", "expand_refs", "split_ref", "pydantic_error"]
@@ -80,6 +81,7 @@ class Network:
     expect_marks: dict[str, Mark] = field(default_factory=dict)
     expect_raw: dict[str, Any] = field(default_factory=dict)
     expect_key_marks: dict[str, Mark] = field(default_factory=dict)
+    train: TrainRecipe | None = None  # the spec's recipe (file, extends chain, column); None: generic
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -174,7 +176,7 @@ def _key_mark(root: Any, path: list) -> Mark | None:
 
 
 # ---------------------------------------------------------------------------------- documents
-MERGED_BY_KEY = ("params", "blocks", "cells", "columns")
+MERGED_BY_KEY = ("params", "blocks", "cells", "columns", "train")
 
 
 def _merge(base: LocDict, child: LocDict, deep: tuple[str, ...] = MERGED_BY_KEY) -> LocDict:
@@ -304,6 +306,8 @@ def _load_doc(path: str) -> tuple[SpecDoc, LocDict, list[LocDict], dict, dict]:
         def fields(parent: tuple) -> Iterable[str]:
             if parent[:1] == ("paper",):
                 return Paper.model_fields
+            if parent[:1] == ("train",):
+                return TRAIN_MODELS.get(tuple(parent[1:]), TrainRecipe).model_fields
             if parent[:1] == ("blocks",) and len(parent) == 2:
                 return BlockDef.model_fields
             return SpecDoc.model_fields if not parent else ()
@@ -547,7 +551,24 @@ def _network(path: str, doc: SpecDoc, raw: LocDict, raw_cols: LocDict, col: str 
     if layers:
         expect["layers"] = layers
     ref = f"{path}:{col}" if col is not None and not single else path
-    return Network(name=name, ref=ref, file=path, column=col, doc=doc, raw=raw, env=env,
+    train = doc.train
+    if isinstance(colraw, LocDict) and colraw.get("train") is not None:
+        train = _column_train(raw.get("train"), colraw, col)
+    return Network(train=train, name=name, ref=ref, file=path, column=col, doc=doc, raw=raw, env=env,
                    input=input_shape, num_classes=num_classes, blocks=blocks, cells=cells,
                    expect=expect, expect_marks=expect_marks, expect_raw=expect_raw,
                    expect_key_marks=expect_key_marks)
+
+
+def _column_train(base: Any, colraw: LocDict, col: str) -> TrainRecipe:
+    """A column's ``train:`` over the file's: keys replace keys (one level, like ``extends``)."""
+    ctrain = colraw.get("train")
+    if not isinstance(ctrain, LocDict):
+        raise SpecError("train takes a mapping", mark=colraw.mark_of("train"), path=("columns", col, "train"),
+                        code="dict_type")
+    merged = _merge(base, ctrain, ()) if isinstance(base, LocDict) else ctrain
+    try:
+        return TrainRecipe.model_validate(dict(merged))
+    except ValidationError as err:
+        raise pydantic_error(err, merged, ("columns", col, "train"),
+                             lambda parent: TRAIN_MODELS.get(tuple(parent), TrainRecipe).model_fields) from None

@@ -11,13 +11,15 @@ from typing import Any, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .train import TrainRecipe
+
 __all__ = ["Paper", "BlockDef", "ExpectEntry", "SpecDoc", "METRICS", "COLUMN_KEYS", "LayerExpr"]
 
 #: What ``expect:`` can state about a network or a named layer.
 METRICS = ("params", "weights", "macs", "activations", "neurons", "output", "params_with_aux", "macs_with_aux")
 
 #: Keys of a column that are not parameters.
-COLUMN_KEYS = ("name", "title", "expect", "input", "num_classes")
+COLUMN_KEYS = ("name", "title", "expect", "input", "num_classes", "train")
 
 LayerExpr = Any
 """A layer expression: an op or block name, a list (a sequence), a mapping of named layers, or a
@@ -95,7 +97,7 @@ class SpecDoc(_Model):
     columns: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="one network per column of the paper's table: parameter values, plus name, "
-                    "title, input, num_classes, expect")
+                    "title, input, num_classes, expect, train")
     init: Optional[dict[str, Any]] = Field(
         None, description="weight initialisation: {conv|linear|bn: {weight: INIT, bias: INIT}, "
                           "layers: {name: {weight: INIT, bias: INIT}}}; INIT is a number or "
@@ -103,6 +105,9 @@ class SpecDoc(_Model):
     expect: Optional[dict[str, Any]] = Field(
         None, description="the paper's numbers: params, weights, macs, activations, neurons, output, "
                           "layers: {name: {...}}, source")
+    train: Optional[TrainRecipe] = Field(
+        None, description="the paper's training recipe: the defaults of the emitted train_<name>.py "
+                          "(see docs/spec.md, 'The train: section')")
 
     @field_validator("input")
     @classmethod

@@ -1,0 +1,103 @@
+"""The emitted training script ``train_<name>.py``: the validated recipe as template variables.
+
+The script's defaults are the spec's ``train:`` (or :class:`~archspec.spec.train.TrainRecipe`'s
+defaults, the generic recipe, when a spec has none); they are written as ``repr`` of validated
+values, never as spec text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ..load import Network
+from .pymodel import _safe_doc
+from ..spec.train import TrainRecipe
+
+__all__ = ["train_context", "recipe_dict"]
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def recipe_dict(recipe: TrainRecipe, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Flat, JSON-like defaults of the script (keys = the script's option names, ``-`` -> ``_``)."""
+    a, s, e = recipe.augment, recipe.schedule, recipe.eval
+    channels = input_shape[0] if len(input_shape) == 3 else 1
+    mean = a.mean if a.mean is not None else (IMAGENET_MEAN if channels == 3 else [0.5] * channels)
+    std = a.std if a.std is not None else (IMAGENET_STD if channels == 3 else [0.5] * channels)
+    return {
+        "data": recipe.data,
+        "optimizer": recipe.optimizer,
+        "lr": recipe.lr,
+        "momentum": recipe.momentum,
+        "nesterov": recipe.nesterov,
+        "betas": list(recipe.betas),
+        "alpha": recipe.alpha,
+        "eps": recipe.eps,
+        "weight_decay": recipe.weight_decay,
+        "batch_size": recipe.batch_size,
+        "epochs": recipe.epochs,
+        "iterations": recipe.iterations,
+        "warmup_epochs": recipe.warmup_epochs,
+        "label_smoothing": recipe.label_smoothing,
+        "grad_clip": recipe.grad_clip,
+        "aux_loss_weights": dict(sorted(recipe.aux_loss_weights.items())) if recipe.aux_loss_weights else None,
+        "schedule": s.type,
+        "schedule_unit": s.unit,
+        "step_size": s.step_size,
+        "milestones": list(s.milestones),
+        "gamma": s.gamma,
+        "piecewise": [list(v) for v in s.values],
+        "patience": s.patience,
+        "min_lr": s.min_lr,
+        "crop": a.crop,
+        "resize": a.resize,
+        "padding": a.padding,
+        "scale": list(a.scale) if a.scale else None,
+        "area": list(a.area),
+        "hflip": a.hflip,
+        "lighting": a.lighting,
+        "mean": list(mean),
+        "std": list(std),
+        "eval_crop": e.crop,
+        "eval_resize": e.resize,
+    }
+
+
+def literal(v: Any) -> str:
+    """A Python literal of validated data, double-quoted like hand-written code."""
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # a JSON string is a valid Python string literal
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(literal(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{literal(k)}: {literal(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"not a finite number: {v}")
+    return repr(v)  # bool, None, int, float
+
+
+def _lines(d: dict[str, Any]) -> list[str]:
+    return [f"    {literal(k)}: {literal(v)}," for k, v in d.items()]
+
+
+def train_context(net: Network, module_file: str, class_name: str, spec_display: str) -> dict[str, Any]:
+    """Template variables; prose goes through the docstring filter, values through ``repr``."""
+    recipe = net.train if net.train is not None else TrainRecipe()
+    source = (recipe.source or "the spec's train: section") if net.train is not None else (
+        "archspec's generic recipe (the spec has no train: section)")
+    return {
+        "name": _safe_doc(net.name),
+        "script": _safe_doc(f"train_{module_file}"),
+        "title": _safe_doc(net.doc.title or net.name),
+        "spec": _safe_doc(spec_display),
+        "source": _safe_doc(source),
+        "module_file": literal(module_file),
+        "module_doc": _safe_doc(module_file),
+        "class_name": class_name,
+        "input_shape": repr(tuple(net.input)),
+        "num_classes": repr(net.num_classes),
+        "recipe_lines": _lines(recipe_dict(recipe, tuple(net.input))),
+    }
