@@ -26,10 +26,10 @@ Usage (from the repository root)::
     symbolic + plain lowering, code generation, Jinja2, a parse check) and ``write_outputs``;
     wall (``perf_counter``, median) and CPU (``process_time``, min); the render runs with the
     garbage collector paused, as the CLI runs it (archspec._gc). Growth is called linear
-    when the in-process CPU time per node of the largest CIFAR spec is within 2x of that of
-    the smallest (the ratio is printed for the other measures too); the marginal cost per
-    extra node of each step up in size is printed too, since a fixed cost makes the
-    smallest spec's time per node large without any superlinear term.
+    when, in in-process CPU time, neither the time per node (largest CIFAR spec vs the
+    smallest) nor the marginal cost per extra node (last step up in size vs the first) grows
+    more than 2x; a time per node that falls with size is a fixed cost (the training script
+    rendered beside every module, say), not a superlinear term.
 (c) The goal line. If the ResNet-152 median misses the goal, a cProfile of the in-process
     build of ResNet-152 follows (top entries by cumulative and by own CPU time, imports and a
     warm-up excluded, the fastest of 3 profiles; ``--no-profile`` skips it), and the imports
@@ -374,10 +374,10 @@ def main() -> int:
         def verdict(i: int, what: str) -> bool:
             ps, pl = small[i] / small[1], large[i] / large[1]
             ratio = pl / ps
-            ok = 0.5 <= ratio <= 2.0
-            why = ("linear (within 2x)" if ok else
+            ok = ratio <= 2.0
+            why = ("linear (within 2x)" if 0.5 <= ratio <= 2.0 else
                    "SUPERLINEAR (time per node grows > 2x)" if ratio > 2.0 else
-                   "not within 2x: a fixed cost dominates the small spec (time per node falls > 2x)")
+                   "no superlinear term: a fixed cost dominates the small spec (time per node falls > 2x)")
             print(f"    {what:22} {1000 * ps:8.4f} -> {1000 * pl:8.4f} s/1k nodes: ratio {ratio:5.2f} -> {why}")
             return ok
 
@@ -402,8 +402,11 @@ def main() -> int:
         bc152 = statistics.median(c for _, c in r152)
         print(f"    ResNet-152 whole-process wall median {fmt_s(med152)} (min {fmt_s(min152)}) -> "
               f"{'met' if met152 else 'NOT met'}; CPU median {fmt_s(bc152)}")
-        print(f"    growth (in-process CPU min per node, smallest vs largest CIFAR spec, within 2x) -> "
-              f"{'met' if lin else 'NOT met'}")
+        # linear: neither the time per node (largest vs smallest spec) nor the marginal cost per node
+        # (last step up vs first) grows more than 2x; a time per node that falls is a fixed cost
+        lin_marginal = steps[-1][2] <= 2 * steps[0][2]
+        print(f"    growth (in-process CPU min: time per node, largest vs smallest CIFAR spec, and marginal cost "
+              f"per node, last step vs first, each grows <= 2x) -> {'met' if lin and lin_marginal else 'NOT met'}")
         print()
 
         if not met152 and not args.no_profile:
