@@ -114,8 +114,10 @@ def test_default_names_are_the_index_and_any_layer_body_works(tmp_path):
     assert g.node(g.modules["block"].output).shape == (4 + 2 + 3 + 3, 8, 8)
     mod, text = _module(tmp_path, spec)
     # 2, 3, 3 maps: no arithmetic progression, so the layers are listed
-    assert "self.block = Dense({\n            \"0\": nn.Sequential(nn.BatchNorm2d(4), " in text
-    assert '"2": nn.Sequential(nn.BatchNorm2d(9), nn.ReLU(inplace=True), nn.Conv2d(9, 3, ' in text
+    assert ("self.block = Dense({\n            \"0\": nn.Sequential(\n                nn.BatchNorm2d(4), "
+            "nn.ReLU(inplace=True), nn.Conv2d(4, 2, kernel_size=1, bias=False)\n            ),\n") in text
+    assert ('"2": nn.Sequential(\n                nn.BatchNorm2d(9), nn.ReLU(inplace=True), '
+            'nn.Conv2d(9, 3, kernel_size=1, bias=False)\n') in text
     model = mod.build().eval()
     assert list(model.state_dict())[2:6] == ["block.0.0.weight", "block.0.0.bias", "block.0.0.running_mean",
                                              "block.0.0.running_var"]

@@ -33,7 +33,19 @@ def wrap_long_lines(source: str, limit: int = LIMIT) -> str:
     out: list[str] = []
     for no, line in enumerate(lines, 1):
         out.extend([line] if no in prose else _wrap_all([line], limit, depth=3))
-    return "\n".join(out)
+    result = "\n".join(out)
+    # wrapping only regroups tokens; should a rule ever break code that parsed, keep it as it was
+    if result != source and not _parses(result) and _parses(source):
+        return source
+    return result
+
+
+def _parses(text: str) -> bool:
+    try:
+        compile(textwrap.dedent(text), "<wrapped>", "exec", dont_inherit=True)
+    except SyntaxError:
+        return False
+    return True
 
 
 def _lines_in_multiline_strings(source: str) -> set[int]:
@@ -64,7 +76,8 @@ def _wrap(line: str, limit: int) -> list[str] | None:
     toks = _tokens(body)
     if toks is None:
         return None
-    return _wrap_call(indent, body, toks, limit) or _wrap_conditional(indent, body, toks, limit)
+    return (_wrap_call(indent, body, toks, limit) or _wrap_conditional(indent, body, toks, limit)
+            or _wrap_longest_group(indent, body, toks, limit))
 
 
 def _tokens(body: str) -> list[tokenize.TokenInfo] | None:
@@ -113,6 +126,35 @@ def _wrap_call(indent: str, body: str, toks: list[tokenize.TokenInfo], limit: in
     if len(inner_indent) + len(joined) <= limit:
         return [indent + head, inner_indent + joined, indent + tail]
     return [indent + head] + [inner_indent + a + "," for a in args] + [indent + tail]
+
+
+def _wrap_longest_group(indent: str, body: str, toks: list[tokenize.TokenInfo], limit: int) -> list[str] | None:
+    """Any other statement (``def f(...) -> T:``, ``for x in (...):``, ``if a < (...):``): split the
+    outermost bracket pair with the most inside it, the rest of the line staying around it."""
+    depth, start, best = 0, None, None
+    for t in toks:
+        if t.type == tokenize.OP and t.string in _OPEN:
+            if depth == 0:
+                start = t
+            depth += 1
+        elif t.type == tokenize.OP and t.string in _CLOSE:
+            depth -= 1
+            if depth == 0 and start is not None:
+                size = t.start[1] - start.end[1]
+                if best is None or size > best[0]:
+                    best = (size, start.end[1], t.start[1])
+    if best is None or best[0] == 0:
+        return None
+    _, a, b = best
+    head, inner, tail = body[:a], body[a:b], body[b:]
+    args = _split_top_level(inner)
+    if not args:
+        return None
+    inner_indent = indent + "    "
+    joined = ", ".join(args)
+    if len(inner_indent) + len(joined) <= limit:
+        return [indent + head, inner_indent + joined, indent + tail]
+    return [indent + head] + [inner_indent + a_ + "," for a_ in args] + [indent + tail]
 
 
 def _split_top_level(text: str) -> list[str]:
