@@ -395,3 +395,21 @@ def test_every_script_runs_benchmark_2(capsys):
         assert torch.isfinite(torch.tensor(res["loss"])), path
     out = capsys.readouterr().err
     assert out.count("benchmark: ") == len(SCRIPTS)
+
+
+def test_googlenet_script_trains_on_the_weighted_auxiliary_losses():
+    """The emitted GoogLeNet script reads AUX_LOSS_WEIGHTS from its model module, and in training
+    mode its loss is the main loss + 0.3 × each auxiliary classifier's loss (Szegedy et al. §5)."""
+    mod = load_script(ROOT / "generated" / "torchvision" / "train_googlenet.py")
+    module = mod.load_model_module()
+    weights_ = mod.aux_weights(mod.parse_args([]), module)
+    assert weights_ == {"aux1": 0.3, "aux2": 0.3}
+    torch.manual_seed(0)
+    model = module.build(num_classes=5).train()
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out._fields == ("logits", "aux2", "aux1")
+    y = torch.tensor([0, 3])
+    ce = torch.nn.CrossEntropyLoss()
+    loss, main = mod.loss_fn(out, y, ce, weights_)
+    torch.testing.assert_close(loss, ce(out.logits, y) + 0.3 * ce(out.aux1, y) + 0.3 * ce(out.aux2, y))
+    assert main is out.logits
