@@ -99,43 +99,43 @@ Sym.__pos__ = lambda self: self  # type: ignore[method-assign]
 Sym.__int__ = lambda self: int.__int__(self)  # type: ignore[method-assign]
 
 
-class SymFloat(float):
-    """A ``float`` parameter (a dropout rate, say) that generated code writes by name."""
+class _Named:
+    """A value that generated code writes by the name of the parameter it came from."""
 
     expr: str
+
+    def __str__(self) -> str:
+        return self.expr
+
+    __repr__ = __str__
+
+    def __reduce__(self):
+        return (type(self), (self._plain(), self.expr))
+
+
+class SymFloat(_Named, float):
+    """A ``float`` parameter (a dropout rate, say) that generated code writes by name."""
 
     def __new__(cls, value: float, expr: str) -> "SymFloat":
         obj = super().__new__(cls, float(value))
         obj.expr = expr
         return obj
 
-    def __str__(self) -> str:
-        return self.expr
-
-    __repr__ = __str__
-
-    def __reduce__(self):
-        return (SymFloat, (float(self), self.expr))
+    def _plain(self) -> float:
+        return float(self)
 
 
-class SymPair(tuple):
+class SymPair(_Named, tuple):
     """A ``pair`` block parameter given as ``[a, b]`` (a 1×7 kernel) that generated code writes by
     name, as it writes an int parameter (so a 3×3 and a 1×7 instance share one class)."""
-
-    expr: str
 
     def __new__(cls, value: Any, expr: str) -> "SymPair":
         obj = super().__new__(cls, (int(value[0]), int(value[1])))
         obj.expr = expr
         return obj
 
-    def __str__(self) -> str:
-        return self.expr
-
-    __repr__ = __str__
-
-    def __reduce__(self):
-        return (SymPair, (tuple(self), self.expr))
+    def _plain(self) -> tuple[int, int]:
+        return tuple(self)  # type: ignore[return-value]
 
 
 def has_sym(v: Any) -> bool:
