@@ -115,17 +115,7 @@ def _wrap_call(indent: str, body: str, toks: list[tokenize.TokenInfo], limit: in
                 open_at = None  # a bracket closed before the end: keep looking for the last one
     if open_at is None or open_at == 0:
         return None
-    start = toks[open_at].end[1]
-    end = toks[-1].start[1]
-    head, inner, tail = body[:start], body[start:end], body[end:]
-    args = _split_top_level(inner)
-    if not args:
-        return None
-    inner_indent = indent + "    "
-    joined = ", ".join(args)
-    if len(inner_indent) + len(joined) <= limit:
-        return [indent + head, inner_indent + joined, indent + tail]
-    return [indent + head] + [inner_indent + a + "," for a in args] + [indent + tail]
+    return _split_group(indent, body, toks[open_at].end[1], toks[-1].start[1], limit)
 
 
 def _wrap_longest_group(indent: str, body: str, toks: list[tokenize.TokenInfo], limit: int) -> list[str] | None:
@@ -145,7 +135,12 @@ def _wrap_longest_group(indent: str, body: str, toks: list[tokenize.TokenInfo], 
                     best = (size, start.end[1], t.start[1])
     if best is None or best[0] == 0:
         return None
-    _, a, b = best
+    return _split_group(indent, body, best[1], best[2], limit)
+
+
+def _split_group(indent: str, body: str, a: int, b: int, limit: int) -> list[str] | None:
+    """``body[:a]`` / the bracket's contents ``body[a:b]`` / ``body[b:]``: the contents on one
+    indented line, or one item a line with a trailing comma when they do not fit."""
     head, inner, tail = body[:a], body[a:b], body[b:]
     args = _split_top_level(inner)
     if not args:
@@ -154,21 +149,25 @@ def _wrap_longest_group(indent: str, body: str, toks: list[tokenize.TokenInfo], 
     joined = ", ".join(args)
     if len(inner_indent) + len(joined) <= limit:
         return [indent + head, inner_indent + joined, indent + tail]
-    return [indent + head] + [inner_indent + a_ + "," for a_ in args] + [indent + tail]
+    return [indent + head] + [inner_indent + arg + "," for arg in args] + [indent + tail]
 
 
 def _split_top_level(text: str) -> list[str]:
-    """Split ``a, f(b, c), d`` at the commas outside brackets and strings."""
+    """Split ``a, f(b, c), d`` at the commas outside brackets, strings and lambda parameters."""
     toks = _tokens(text)
     if toks is None:
         return []
-    parts, depth, last = [], 0, 0
+    parts, depth, last, in_lambda = [], 0, 0, False
     for t in toks:
         if t.type == tokenize.OP and t.string in _OPEN:
             depth += 1
         elif t.type == tokenize.OP and t.string in _CLOSE:
             depth -= 1
-        elif t.type == tokenize.OP and t.string == "," and depth == 0:
+        elif depth == 0 and t.type == tokenize.NAME and t.string == "lambda":
+            in_lambda = True
+        elif depth == 0 and in_lambda and t.type == tokenize.OP and t.string == ":":
+            in_lambda = False
+        elif t.type == tokenize.OP and t.string == "," and depth == 0 and not in_lambda:
             parts.append(text[last:t.start[1]].strip())
             last = t.end[1]
     rest = text[last:].strip()
