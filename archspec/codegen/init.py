@@ -14,10 +14,12 @@ here and written with ``repr``, so nothing from the spec is executed.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..errors import SpecError
 from ..load import Network
+from ..spec.expr import ExprError, parse
 from ..spec.yamlio import LocDict
 
 __all__ = ["render_init", "INITIALISERS"]
@@ -49,12 +51,31 @@ def _mark(holder: Any, key: Any):
     return holder.mark_of(key) if isinstance(holder, LocDict) else None
 
 
-def _call(spec: Any, target: str, holder: Any, key: Any, path: tuple) -> str:
+def _number(v: Any, env: dict, holder: Any, key: Any, path: tuple, what: str) -> float:
+    """A number of init:, written as a literal or an expression over the network's parameters
+    (``-1 / num_classes ** 0.5``), evaluated by the safe evaluator; finite."""
+    if isinstance(v, str):
+        try:
+            v = parse(v[1:] if v.startswith("$") else v).evaluate(env)
+        except ExprError as e:
+            raise SpecError(f"in '{v}': {e.message}", mark=_mark(holder, key), path=path, hint=e.hint,
+                            code="bad_init") from None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise SpecError(f"{what} is a number, got {v!r}", mark=_mark(holder, key), path=path, code="bad_init")
+    if not math.isfinite(v):
+        raise SpecError(f"{what} must be finite, got {v!r}", mark=_mark(holder, key), path=path,
+                        code="bad_init")
+    return float(v)
+
+
+def _call(spec: Any, target: str, holder: Any, key: Any, path: tuple, env: dict) -> str:
     if isinstance(spec, bool) or spec is None:
         raise SpecError(f"an initialiser is a number or one of {', '.join(INITIALISERS)}",
                         mark=_mark(holder, key), path=path, code="bad_init")
+    if isinstance(spec, str) and spec not in INITIALISERS and not spec.isidentifier():
+        spec = _number(spec, env, holder, key, path, "the constant")  # an expression
     if isinstance(spec, (int, float)):
-        return f"nn.init.constant_({target}, {float(spec)!r})"
+        return f"nn.init.constant_({target}, {_number(spec, env, holder, key, path, 'the constant')!r})"
     if isinstance(spec, str):
         spec = {spec: {}}
     if not isinstance(spec, dict) or len(spec) != 1:
@@ -83,10 +104,7 @@ def _call(spec: Any, target: str, holder: Any, key: Any, path: tuple) -> str:
                                 path=path + (name, k), code="bad_init")
             parts.append(f"{k}={v!r}")
         else:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise SpecError(f"{name}.{k} is a number, got {v!r}", mark=_mark(kwargs, k),
-                                path=path + (name, k), code="bad_init")
-            parts.append(f"{k}={float(v)!r}")
+            parts.append(f"{k}={_number(v, env, kwargs, k, path + (name, k), f'{name}.{k}')!r}")
     return f"nn.init.{fn}({', '.join(parts)})"
 
 
@@ -116,7 +134,7 @@ def render_init(net: Network, module_classes: dict[str, set[str]], known: set[st
             if t not in TENSORS:
                 raise SpecError(f"init sets weight and bias, not '{t}'", mark=_mark(rules, t),
                                 path=("init", op, t), code="bad_init")
-            call = _call(init, f"m.{t}", rules, t, ("init", op, t))
+            call = _call(init, f"m.{t}", rules, t, ("init", op, t), net.env)
             if t == "bias":
                 body += ["if m.bias is not None:", f"    {call}"]
             else:
@@ -143,5 +161,5 @@ def render_init(net: Network, module_classes: dict[str, set[str]], known: set[st
                 raise SpecError(f"init sets weight and bias, not '{t}'", mark=_mark(rules, t),
                                 path=("init", "layers", lname, t), code="bad_init")
             target = f"self.get_submodule({str(lname)!r}).{t}"
-            lines.append(_call(init, target, rules, t, ("init", "layers", lname, t)))
+            lines.append(_call(init, target, rules, t, ("init", "layers", lname, t), net.env))
     return lines

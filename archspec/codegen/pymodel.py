@@ -20,6 +20,7 @@ Strings from the spec reach the output only through ``repr`` or sanitised commen
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import textwrap
 import keyword
 import re
@@ -29,6 +30,7 @@ from typing import Any
 from ..analysis import NetStats, analyse, human
 from ..errors import SpecError
 from ..ir import Graph, lower
+from ..ir.lower import IN_FIELDS, MODULE_MEMBERS
 from ..ir.sym import Sym, SymFloat, SymPair, plain
 from ..load import Network
 from ..ops import REGISTRY
@@ -38,17 +40,6 @@ from .init import render_init
 
 __all__ = ["ModelSource", "generate_model", "class_name"]
 
-#: attributes of nn.Module that a layer name must not shadow
-MODULE_MEMBERS = frozenset("""
-T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double
-dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule
-half ipu load_state_dict modules mtia named_buffers named_children named_modules named_parameters
-parameters register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
-register_full_backward_hook register_full_backward_pre_hook register_load_state_dict_post_hook
-register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook
-register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory smart_apply
-state_dict to to_empty train training type xpu zero_grad
-""".split())
 #: names the generated code itself uses
 RESERVED = frozenset({"self", "x", "torch", "nn", "Tensor", "math", "build", "in_channels",
                       "num_classes", "init_weights", "super", "reset_parameters"})
@@ -89,9 +80,9 @@ def _check_attr_name(name: str, where: Any) -> None:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or keyword.iskeyword(name):
         raise _err(f"the layer name '{name}' cannot be a module attribute", where,
                    "use letters, digits and _ (not a Python keyword)")
-    if name in MODULE_MEMBERS or name.startswith("__") or name in RESERVED:
-        raise _err(f"the layer name '{name}' would shadow '{name}' of nn.Module or the generated code",
-                   where, "rename the layer")
+    if name in MODULE_MEMBERS or name.startswith("__"):
+        raise _err(f"the layer name '{name}' is an attribute of torch.nn.Module, which PyTorch does not "
+                   f"allow as a submodule name", where, "rename the layer")
 
 
 def _expr(v: Any) -> str:
@@ -119,9 +110,26 @@ class Child:
     else_inputs: list[int] | None = None  # what the child stands for when its guard is false
     close: str = ")"           # closes a multi-line constructor
     aux: bool = False          # a training-time output (run in training mode, returned after the main one)
+    #: a numbered sequence with optional layers, built by appending (``nn.Sequential`` + ``append``)
+    items: list["Child"] | None = None
 
     def key(self) -> tuple:
-        return (self.local, self.kind, self.ctor, tuple(self.ctor_lines), self.call, tuple(self.inputs), self.guard)
+        items = tuple(c.key() for c in self.items) if self.items is not None else None
+        return (self.local, self.kind, self.ctor, tuple(self.ctor_lines), self.call, tuple(self.inputs),
+                self.guard, items)
+
+    def full_ctor(self) -> str:
+        """The constructor as one expression (the formatter wraps it when it is long)."""
+        if self.ctor_lines:
+            return self.ctor + ", ".join(self.ctor_lines) + self.close
+        return self.ctor or ""
+
+    def texts(self) -> list[str]:
+        """Every piece of Python this child contributes (to find the names it reads)."""
+        out = [self.ctor or "", *self.ctor_lines, self.call or "", self.guard or ""]
+        for it in self.items or []:
+            out += it.texts()
+        return out
 
 
 @dataclass
@@ -132,9 +140,13 @@ class Scope:
     output: int
     params: list[tuple[str, str, str | None]] = field(default_factory=list)  # (name, type, default)
     prelude: list[str] = field(default_factory=list)  # e.g. 'if width is None: ...'
+    #: values from outside the scope that its layers read (from: across a group): extra forward inputs
+    extern: list[str] = field(default_factory=list)
+    numbered: bool = False     # a sequence emitted as a class: children are self["0"], self["1"], ...
 
     def key(self) -> tuple:
-        return (tuple(c.key() for c in self.children), self.output, tuple(self.params), tuple(self.prelude))
+        return (tuple(c.key() for c in self.children), self.output, tuple(self.params), tuple(self.prelude),
+                len(self.extern), self.numbered)
 
 
 class Generator:
@@ -146,7 +158,9 @@ class Generator:
         self.used_names: set[str] = set()
         self.module_classes: dict[str, set[str]] = {}
         self.uses_ordered_dict = False
-        self.group_params: dict[str, list] = {}
+        self.class_params: dict[str, list] = {}  # class -> its __init__ parameters
+        self.scope_extern: dict[str, list[str]] = {}  # class-form group/sequence -> outer values it reads
+        self.seq_class: set[str] = set()  # numbered sequences emitted as classes
         self.net_class = ""
         self.dense_class: str | None = None
         self.outputs_class = ""  # the NamedTuple of the training-mode outputs, when there are aux: layers
@@ -176,11 +190,36 @@ class Generator:
         """Direct children of module ``path`` in order: ('node', Node) or ('module', ModuleInfo)."""
         return self._children.get(path, [])
 
-    def scope(self, path: str, in_seq: bool = False) -> tuple[list[Child], int]:
+    def enclosing_block(self, path: str) -> str | None:
+        """The nearest block instance that holds ``path`` (None at the network level)."""
+        parts = path.split(".")
+        for k in range(len(parts) - 1, 0, -1):
+            q = ".".join(parts[:k])
+            if q in self.g.modules and self.g.modules[q].kind == "block":
+                return q
+        return None
+
+    def kind_of(self, path: str) -> str:
+        """What instances share one class: a block's name; a group or sequence by its place in its
+        block (``B/f``: every instance of block B has one) or in the network."""
+        info = self.g.modules[path]
+        if info.kind == "block":
+            return "block:" + str(info.block)
+        blk = self.enclosing_block(path)
+        rel = path[len(blk) + 1:] if blk else path
+        where = f"{self.g.modules[blk].block}/" if blk else ""
+        return f"{info.kind}:{where}{rel}"
+
+    def scope(self, path: str, in_seq: bool = False, numbered: bool = False) -> tuple[list[Child], int, list[str]]:
+        """The children of module ``path``, wired by index (-1: the scope's input; -2, -3, ...: the
+        outer values it reads, returned as the third item), and its output."""
         info = self.g.modules[path]
         members = self.members(path)
         owner: dict[str, int] = {}
         children: list[Child] = []
+        extern: list[str] = []
+        # guards are written relative to the scope: a block restarts them, a group inherits its own
+        outer = () if info.kind in ("block", "network") else tuple(info.guards)
         for idx, (kind, m) in enumerate(members):
             if kind == "node":
                 owner[m.id] = idx
@@ -192,8 +231,12 @@ class Generator:
             if nid == info.input:
                 return -1
             if nid not in owner:
-                raise _err(f"'{getattr(who, 'id', getattr(who, 'path', '?'))}' reads '{nid}', which lies outside "
-                           f"its module; generated code cannot express that", who)
+                if info.kind in ("group", "seq", "dense"):
+                    if nid not in extern:
+                        extern.append(nid)
+                    return -2 - extern.index(nid)
+                raise _err(f"'{getattr(who, 'id', getattr(who, 'path', '?'))}' reads '{nid}' from outside "
+                           f"its block", who)
             j = owner[nid]
             out_id = members[j][1].id if members[j][0] == "node" else members[j][1].output
             if out_id != nid:
@@ -202,24 +245,26 @@ class Generator:
 
         for kind, m in members:
             if kind == "node":
-                children.append(self.node_child(m, [ref(i, m) for i in m.inputs], in_seq))
+                children.append(self.node_child(m, [ref(i, m) for i in m.inputs], in_seq, outer, numbered))
             else:
-                children.append(self.module_child(m, [ref(m.input, m)]))
+                ins = [ref(m.input, m)] + [ref(e, m) for e in self.scope_extern.get(m.path, [])]
+                children.append(self.module_child(m, ins, outer))
             if path == "" and (m.id if kind == "node" else m.path) in self.g.aux:
                 children[-1].aux = True
         out = ref(info.output, info) if info.output else -1
-        return children, out
+        return children, out, extern
 
-    def node_child(self, n: Any, inputs: list[int], in_seq: bool) -> Child:
+    def node_child(self, n: Any, inputs: list[int], in_seq: bool, outer: tuple = (),
+                   numbered: bool = False) -> Child:
         opdef = REGISTRY[n.op]
-        guard = _join_guards(n.guards)
+        guard = _join_guards(_relative(n.guards, outer))
         if n.skipped:
             return Child(n.local, "skip", None, None, inputs, guard)
         emit = opdef.emit(n.sym_attrs, n.sym_in, n.shape)
         counts = opdef.count(n.attrs, n.in_shapes, n.shape)
         if emit.owns_attribute or emit.param is not None:
             # an attribute with a forward of its own: a parameter tensor, or a module called another way
-            if in_seq:
+            if in_seq or (numbered and n.local.isdigit()):
                 raise _err(f"'{n.op}' cannot sit in a numbered sequence: its forward is not module(x)", n,
                            "give the sequence's layers names (a mapping) instead of a list")
             _check_attr_name(n.local, n)
@@ -235,42 +280,67 @@ class Generator:
         if emit.module is None:
             raise _err(f"'{n.op}' has no module form, so it cannot sit in a numbered sequence", n,
                        "give the sequence's layers names (a mapping) instead of a list")
-        if not in_seq:
+        if not in_seq and not (numbered and n.local.isdigit()):
             _check_attr_name(n.local, n)
         cls = emit.module.split("(")[0]
         self.module_classes.setdefault(n.op, set()).add(cls)
         return Child(n.local, "module", emit.module, None, inputs, guard)
 
-    def module_child(self, info: Any, inputs: list[int]) -> Child:
+    def module_child(self, info: Any, inputs: list[int], outer: tuple = ()) -> Child:
         local = info.path.rsplit(".", 1)[-1]
-        guard = _join_guards(info.guards)
+        guard = _join_guards(_relative(info.guards, outer))
         if info.kind == "block":
             cls = self.instance_class[info.path]
             return Child(local, "module", self.block_ctor(info, cls), None, inputs, guard)
         if info.kind == "dense":
             return self.dense_child(info, local, inputs, guard)
-        if info.kind == "seq":
-            items, out = self.scope(info.path, in_seq=True)
-            for j, it in enumerate(items):
-                if it.inputs != [j - 1] or it.kind == "call":
-                    raise _err(f"'{info.path}' is a numbered sequence but its layers do not form a chain",
-                               info, "name the layers (a mapping) when they branch")
-                if it.guard and it.guard != guard:
-                    raise _err(f"a when: inside the numbered sequence '{info.path}' depends on block "
-                               f"parameters; generated code cannot express that yet", info)
-                if it.kind == "skip":
-                    raise _err(f"a when: inside the numbered sequence '{info.path}' cannot be generated", info)
-            if any(it.local != str(j) for j, it in enumerate(items)):  # repeat: with names:
-                return self.named_seq_child(local, items, inputs, guard)
-            lines = _compress([it.ctor for it in items])
-            if len(lines) <= 2 and sum(len(s) for s in lines) < 60:
-                ctor = "nn.Sequential(" + ", ".join(lines) + ")"
-                return Child(local, "module", ctor, None, inputs, guard)
-            return Child(local, "module", "nn.Sequential(", None, inputs, guard, lines)
-        # a named group: a class of its own (taking num_classes when its layers need it)
+        if info.kind == "seq" and info.path not in self.seq_class:
+            return self.seq_child(info, local, inputs, guard)
+        # a named group, or a sequence that is not a chain: a class of its own, taking the values its
+        # layers read (the enclosing block's parameters, num_classes)
         cls = self.instance_class[info.path]
-        args = "num_classes" if self.group_params.get(cls) else ""
+        args = ", ".join(p for p, _, _ in self.class_params.get(cls, []))
         return Child(local, "module", f"{cls}({args})", None, inputs, guard)
+
+    def seq_form(self, path: str) -> str:
+        """How a numbered sequence is written: 'inline' (``nn.Sequential(a, b)``), 'append' (optional
+        layers: ``nn.Sequential()`` then ``append`` under their conditions), or 'class' (its layers
+        branch or read other layers: a class whose forward wires them)."""
+        items, out, extern = self.scope(path, in_seq=True) if self._seq_chain_ok(path) else ([], -2, ["?"])
+        chain = not extern and out == len(items) - 1 and all(
+            it.inputs == [j - 1] and it.kind in ("module", "skip") and not it.else_inputs
+            for j, it in enumerate(items))
+        if not chain:
+            return "class"
+        if any(it.guard or it.kind == "skip" for it in items):
+            return "append"
+        return "inline"
+
+    def _seq_chain_ok(self, path: str) -> bool:
+        """Can the sequence's layers be modules at all (no parameter tensors, no merges)?"""
+        for kind, m in self.members(path):
+            if kind == "node":
+                emit = REGISTRY[m.op]
+                if m.skipped:
+                    continue
+                e = emit.emit(m.sym_attrs, m.sym_in, m.shape)
+                if e.owns_attribute or e.param is not None or e.module is None:
+                    return False
+        return True
+
+    def seq_child(self, info: Any, local: str, inputs: list[int], guard: str | None) -> Child:
+        """A numbered sequence as an ``nn.Sequential`` expression, or built by appending when some of
+        its layers are optional (they take an index only when present, as in the IR)."""
+        items, out, _ = self.scope(info.path, in_seq=True)
+        if any(it.guard or it.kind == "skip" for it in items):
+            return Child(local, "module", None, None, inputs, guard, items=items)
+        if any(it.local != str(j) for j, it in enumerate(items)):  # repeat: with names:
+            return self.named_seq_child(local, items, inputs, guard)
+        lines = _compress([it.full_ctor() for it in items])
+        if len(lines) <= 2 and sum(len(s) for s in lines) < 60:
+            ctor = "nn.Sequential(" + ", ".join(lines) + ")"
+            return Child(local, "module", ctor, None, inputs, guard)
+        return Child(local, "module", "nn.Sequential(", None, inputs, guard, lines)
 
     def dense_child(self, info: Any, local: str, inputs: list[int], guard: str | None) -> Child:
         """A ``dense:`` module: the shared ``Dense`` container (a forward that keeps the list of
@@ -280,12 +350,14 @@ class Generator:
                     for kind, m in self.members(info.path)}
         names: list[str] = info.args["layers"]
         ctors: list[str] = []
+        outer = tuple(info.guards)
         for lname in names:
             kind, m = by_local[lname]
-            c = self.node_child(m, [-1], True) if kind == "node" else self.module_child(m, [-1])
-            if c.kind != "module" or c.guard:
-                raise _err(f"the layers of the dense block '{info.path}' must be modules without when:", info)
-            ctors.append(c.ctor + ", ".join(c.ctor_lines) + ")" if c.ctor_lines else c.ctor)
+            c = self.node_child(m, [-1], True, outer) if kind == "node" else self.module_child(m, [-1], outer)
+            if c.kind != "module" or c.guard or c.items is not None or len(c.inputs) != 1:
+                raise _err(f"the layers of the dense block '{info.path}' must be modules without when: "
+                           f"that read only their input", info)
+            ctors.append(c.full_ctor())
         cls = self.dense_helper()
         count = _expr(info.args["count"])
         key, layer = _progression(names, names=True), self.dense_loop_ctor(info, by_local)
@@ -325,7 +397,7 @@ class Generator:
         generator expression when the names and constructors follow the index."""
         self.uses_ordered_dict = True
         names = [it.local for it in items]
-        ctors = [it.ctor + ", ".join(it.ctor_lines) + ")" if it.ctor_lines else it.ctor for it in items]
+        ctors = [it.full_ctor() for it in items]
         key, layer = _progression(names, names=True), _progression(ctors)
         if key is not None and layer is not None:
             gen = f"({key}, {layer}) for i in range({len(items)})"
@@ -347,8 +419,8 @@ class Generator:
         positional = True
         for i, (p, typ, default) in enumerate(blk.params):
             v = info.sym_args.get(p)
-            if p not in info.given:
-                positional = False
+            if p not in info.given or not _writable(v):
+                positional = False  # a layer held in a parameter shapes the class, it is not an argument
                 continue
             if default is not _required() and not isinstance(default, str) and plain(v) == default and not isinstance(v, Sym):
                 positional = False
@@ -360,27 +432,38 @@ class Generator:
             else:
                 positional = False
                 args.append(f"{p}={_expr(v)}")
+        # what the block reads besides its parameters: num_classes, and its input's size
+        record = _in_record(self.g.node(info.input).shape)
+        for p, _, _ in self.class_params.get(cls, []):
+            if p == "num_classes" and not any(p == q for q, _, _ in blk.params):
+                args.append("num_classes=num_classes")
+            elif p in IN_FIELDS.values() and p != "in_channels":
+                field_ = next(f for f, v in IN_FIELDS.items() if v == p)
+                args.append(f"{p}={_expr(record[field_])}")
         return f"{cls}({', '.join(args)})"
 
     # ----------------------------------------------------------------------------- classes
     def build(self) -> None:
-        blocks = sorted((p for p, m in self.g.modules.items() if m.kind in ("block", "group")),
-                        key=lambda p: (-p.count("."), self._order(p)))
+        mods = sorted((p for p, m in self.g.modules.items() if p and m.kind in ("block", "group", "seq")),
+                      key=lambda p: (-p.count("."), self._order(p)))
         by_kind: dict[str, list[str]] = {}
-        for p in blocks:
-            info = self.g.modules[p]
-            kind = info.block if info.kind == "block" else "group:" + p
-            by_kind.setdefault(kind, []).append(p)
+        for p in mods:
+            by_kind.setdefault(self.kind_of(p), []).append(p)
         # a kind is unified at its deepest instance; a block's nested kinds sit deeper still, so
         # they are named before any instance that uses them is rendered
         done: set[str] = set()
-        for p in blocks:
-            info = self.g.modules[p]
-            kind = info.block if info.kind == "block" else "group:" + p
-            if kind not in done:
-                done.add(kind)
-                self.unify(kind, by_kind[kind])
-        children, out = self.scope("")
+        for p in mods:
+            kind = self.kind_of(p)
+            if kind in done:
+                continue
+            done.add(kind)
+            if kind.startswith("seq:"):
+                forms = {self.seq_form(q) for q in by_kind[kind]}
+                if "class" not in forms:
+                    continue  # written in place: nn.Sequential(...)
+                self.seq_class.update(by_kind[kind])
+            self.unify(kind, by_kind[kind])
+        children, out, _ = self.scope("")
         net_scope = Scope("", "network", children, out,
                           params=[("num_classes", "int", repr(self.net.num_classes))])
         self.network = net_scope
@@ -390,14 +473,21 @@ class Generator:
 
     def unify(self, kind: str, paths: list[str]) -> None:
         scopes: list[Scope] = []
+        what, _, where = kind.partition(":")
         for p in paths:
             info = self.g.modules[p]
-            children, out = self.scope(p)
-            sc = Scope(p, "block" if info.kind == "block" else "group", children, out)
-            if info.kind == "block":
+            numbered = what == "seq"
+            children, out, extern = self.scope(p, numbered=numbered)
+            if numbered and any(c.guard or c.kind == "skip" for c in children):
+                raise _err(f"a when: on a layer of the numbered list '{p}', whose layers branch or read "
+                           f"other layers, cannot be generated", info,
+                           "name the list's layers (a mapping) when it has optional layers and branches")
+            sc = Scope(p, "block" if what == "block" else "group", children, out, extern=extern,
+                       numbered=numbered)
+            if what == "block":
                 sc.params, sc.prelude = self.block_signature(info, children)
-            elif _reads(children, "num_classes"):  # a group that holds the classifier: heads.head
-                sc.params = [("num_classes", "int", None)]
+            else:
+                sc.params = self.free_params(p, children)
             scopes.append(sc)
         groups: list[tuple[Scope, list[str]]] = []
         for sc in scopes:
@@ -408,17 +498,20 @@ class Generator:
                     break
             else:
                 groups.append((sc, [sc.path]))
-        base = class_name(kind.split(":", 1)[1].replace(".", "_") if kind.startswith("group:") else kind)
+        base = class_name(where.replace("/", "_").replace(".", "_"))
         for k, (sc, members) in enumerate(groups):
             name = self.fresh_class(base if k == 0 else f"{base}{k + 1}")
             for p in members:
                 self.instance_class[p] = name
-            self.group_params[name] = sc.params if kind.startswith("group:") else []
-            if kind.startswith("group:"):
-                doc = f"The '{sc.path}' group of layers."
+                self.scope_extern[p] = next(s.extern for s in scopes if s.path == p)
+            self.class_params[name] = sc.params
+            if what == "group":
+                doc = f"The '{where.replace('/', '.')}' group of layers."
+            elif what == "seq":
+                doc = f"The '{where.replace('/', '.')}' sequence of layers."
             else:
-                bdoc = self.net.doc.blocks[kind].doc if kind in self.net.doc.blocks else None
-                doc = _safe_doc(bdoc) if bdoc else f"The '{kind}' block of the spec."
+                bdoc = self.net.doc.blocks[where].doc if where in self.net.doc.blocks else None
+                doc = _safe_doc(bdoc) if bdoc else f"The '{where}' block of the spec."
                 if len(groups) > 1:
                     doc += f" (Variant {k + 1} of {len(groups)}: its instances differ in structure.)"
             self.classes.append((name, sc, doc))
@@ -432,68 +525,104 @@ class Generator:
         self.used_names.add(name)
         return name
 
+    def outer_vars(self, path: str) -> dict[str, str]:
+        """The names a group or sequence at ``path`` may read from its surroundings, with their types:
+        the enclosing block's input size, parameters and network parameters; num_classes."""
+        out: dict[str, str] = {}
+        blk = self.enclosing_block(path)
+        if blk is not None:
+            info = self.g.modules[blk]
+            out.update({v: "int" for f, v in IN_FIELDS.items() if f != "shape"})
+            out["in_shape"] = "tuple"
+            for p, typ, _ in self.net.blocks[info.block].params:
+                out[p] = _type_of(typ, info.sym_args.get(p))
+            for k, v in self.net.env.items():
+                out.setdefault(k, _type_of(None, v))
+        out["num_classes"] = "int"
+        return out
+
+    def free_params(self, path: str, children: list[Child]) -> list[tuple[str, str, str | None]]:
+        """A group class's parameters: the outer names its layers read, in a fixed order."""
+        used = _names_in([t for c in children for t in c.texts()])
+        return [(k, t, None) for k, t in self.outer_vars(path).items() if k in used and k != "column"]
+
     def block_signature(self, info: Any, children: list[Child]) -> tuple[list, list[str]]:
         blk = self.net.blocks[info.block]
-        params: list[tuple[str, str, str | None]] = [("in_channels", "int", None)]
+        required: list[tuple[str, str, str | None]] = [("in_channels", "int", None)]
+        optional: list[tuple[str, str, str | None]] = []
         prelude: list[str] = []
         for p, typ, default in blk.params:
-            if p in RESERVED or keyword.iskeyword(p) or p in MODULE_MEMBERS or hasattr(builtins, p):
+            if p in GENERATED_PARAMS or keyword.iskeyword(p):
                 raise _err(f"block parameter '{p}' of '{blk.name}' clashes with a name generated code uses",
                            info, "rename the parameter")
             v = info.sym_args.get(p)
+            if not _writable(v):
+                continue  # a layer held in a parameter: it shapes the class, it is not an argument
             t = _type_of(typ, v)
             if default is _required():
-                params.append((p, t, None))
+                required.append((p, t, None))
             elif isinstance(default, str) and _is_expr_default(default):
-                params.append((p, f"{t} | None", "None"))
+                optional.append((p, f"{t} | None", "None"))
                 text = to_python(parse(default[1:] if default.startswith("$") else default),
                                  _ident, lambda o, f: "in_channels")
                 prelude.append(f"if {p} is None:")
                 prelude.append(f"    {p} = {text}")
             else:
-                params.append((p, t, _expr(default)))
-        body = " ".join(filter(None, [c.ctor or "" for c in children] + ["\n".join(c.ctor_lines) for c in children]
-                                + [c.guard or "" for c in children] + prelude))
+                optional.append((p, t, _expr(default)))
+        params = required + optional
+        used = _names_in([t for c in children for t in c.texts()] + prelude)
         declared = {p for p, _, _ in params}
+        for f, name in IN_FIELDS.items():
+            if name in used and name not in declared:
+                params.append((name, "tuple" if f == "shape" else "int", None if f != "shape" else None))
+                declared.add(name)
         for k, v in self.net.env.items():
-            if k in declared or k in ("column",):
+            if k in declared or k in ("column",) or k not in used:
                 continue
-            if re.search(rf"(?<![\w.]){re.escape(k)}(?!\w)", body):
-                if k == "num_classes":
-                    raise _err("a block cannot use num_classes in generated code", info)
+            if k == "num_classes":
+                params.append((k, "int", repr(self.net.num_classes)))
+            else:
                 params.append((k, _type_of(None, v), _expr(v)))
+        # parameters without a default come first (Python's rule); callers pass the rest by keyword
+        params = [p for p in params if p[2] is None] + [p for p in params if p[2] is not None]
         return params, prelude
 
     # ----------------------------------------------------------------------------- render
     def render_scope(self, sc: Scope) -> tuple[list[str], list[str]]:
         """__init__ body and forward body lines of a scope."""
         init: list[str] = list(sc.prelude)
+        attrs = {c.local for c in sc.children if c.kind in ("module", "param")}
+        flags: dict[str, str] = {}
         for c in sc.children:
+            target = _attr(c.local, sc.numbered)
             if c.kind in ("module", "param"):
-                if c.ctor_lines:
-                    ctor = [c.ctor] + [f"    {l}," for l in c.ctor_lines] + [c.close]
+                if c.items is not None:
+                    ctor = _append_lines(target, c.items)
+                elif c.ctor_lines:
+                    ctor = _assign(f"{target} = ", [c.ctor] + [f"    {l}," for l in c.ctor_lines] + [c.close])
                 else:
-                    ctor = [c.ctor]
+                    ctor = [f"{target} = {c.ctor}"]
                 if c.guard:
-                    init.append(f"self.{c.local} = None")
+                    init.append(f"{target} = None")
                     init.append(f"if {c.guard}:")
-                    init += _assign(f"    self.{c.local} = ", ctor)
+                    init += ["    " + l for l in ctor]
                 else:
-                    init += _assign(f"self.{c.local} = ", ctor)
+                    init += ctor
             elif c.kind == "call" and c.guard:
-                init.append(f"self.use_{c.local} = {c.guard}")
-        fwd = self.forward_lines(sc)
+                flags[c.local] = _fresh_attr(f"use_{c.local}", attrs)
+                init.append(f"self.{flags[c.local]} = {c.guard}")
+        fwd = self.forward_lines(sc, flags)
         # functional ops may read constructor arguments (x[:, :, ::stride]): keep them on self
         for p, _, _ in sc.params:
-            rx = re.compile(rf"(?<![\w.]){re.escape(p)}(?!\w)")
+            rx = re.compile(rf"(?<![\w.\"']){re.escape(p)}(?![\w\"'])")
             if any(rx.search(l) for l in fwd):
-                if any(c.local == p for c in sc.children if c.kind == "module"):
-                    raise _err(f"'{p}' is both a parameter and a layer of a block; rename one")
-                init.append(f"self.{p} = {p}")
-                fwd = [rx.sub(f"self.{p}", l) for l in fwd]
+                name = _fresh_attr(p, attrs)
+                init.append(f"self.{name} = {p}")
+                fwd = [rx.sub(f"self.{name}", l) for l in fwd]
         return init, fwd
 
-    def forward_lines(self, sc: Scope) -> list[str]:
+    def forward_lines(self, sc: Scope, flags: dict[str, str] | None = None) -> list[str]:
+        flags = flags or {}
         ns = _Namespace()
         ns.take("x")
         ns.take("self")
@@ -508,6 +637,8 @@ class Generator:
         for j in aux:  # returned at the end, in training mode
             remaining[j] = remaining.get(j, 0) + 1
         var: dict[int, str] = {-1: "x"}
+        for k, nid in enumerate(sc.extern):
+            var[-2 - k] = ns.create(nid.rsplit(".", 1)[-1])
         lines: list[str] = []
         for j, c in enumerate(sc.children):
             ins = [var[i] for i in c.inputs]
@@ -516,9 +647,10 @@ class Generator:
                 remaining[i] -= 1
             dead = [k for k, i in enumerate(c.inputs) if remaining[i] == 0 and i != sc.output
                     and c.inputs.count(i) == 1]
+            me = _attr(c.local, sc.numbered)
             if c.aux:
                 out = var[j] = ns.create(c.local)
-                expr = f"self.{c.local}({', '.join(ins)})" if c.kind == "module" else c.call.format(*ins)
+                expr = f"{me}({', '.join(ins)})" if c.kind == "module" else c.call.format(*ins)
                 lines.append(f"{out} = {expr} if self.training else None")
                 continue
             if dead:
@@ -532,21 +664,21 @@ class Generator:
                 continue
             if c.kind in ("module", "param"):
                 if c.call is not None:
-                    expr = c.call.format(*ins, self=f"self.{c.local}")
+                    expr = c.call.format(*ins, self=me)
                 else:
-                    expr = f"self.{c.local}({', '.join(ins)})"
+                    expr = f"{me}({', '.join(ins)})"
                 if c.guard:
                     other = alt or ins[0]
                     if out == other:
-                        lines.append(f"if self.{c.local} is not None:")
+                        lines.append(f"if {me} is not None:")
                         lines.append(f"    {out} = {expr}")
                     else:
-                        lines.append(f"{out} = {expr} if self.{c.local} is not None else {other}")
+                        lines.append(f"{out} = {expr} if {me} is not None else {other}")
                     continue
             else:
                 expr = c.call.format(*ins)
                 if c.guard:
-                    lines.append(f"{out} = {expr} if self.use_{c.local} else {alt or ins[0]}")
+                    lines.append(f"{out} = {expr} if self.{flags[c.local]} else {alt or ins[0]}")
                     continue
             lines.append(f"{out} = {expr}")
         if aux:  # training mode: the main output, then the aux outputs from the deepest to the shallowest
@@ -556,11 +688,86 @@ class Generator:
         lines.append(f"return {var[sc.output]}")
         return lines
 
+    def forward_signature(self, sc: Scope) -> str:
+        ns = _Namespace()
+        ns.take("x")
+        ns.take("self")
+        for p, _, _ in sc.params:
+            ns.take(p)
+        extra = "".join(f", {ns.create(nid.rsplit('.', 1)[-1])}: Tensor" for nid in sc.extern)
+        return f"def forward(self, x: Tensor{extra}) -> Tensor:"
 
-def _reads(children: list[Child], name: str) -> bool:
-    """Does any constructor of ``children`` read the variable ``name``?"""
-    rx = re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
-    return any(rx.search(t) for c in children for t in [c.ctor or "", *c.ctor_lines])
+
+#: parameters the generated classes declare themselves
+GENERATED_PARAMS = frozenset({"self", "in_channels", "in_height", "in_width", "in_tokens", "in_rank",
+                              "in_shape"})
+
+
+def _in_record(shape: tuple) -> dict[str, Any]:
+    rec: dict[str, Any] = {"shape": tuple(shape), "rank": len(shape)}
+    if len(shape) == 3:
+        rec.update(c=shape[0], h=shape[1], w=shape[2])
+    elif len(shape) == 2:
+        rec.update(n=shape[0], d=shape[1], c=shape[1])
+    elif len(shape) == 1:
+        rec.update(c=shape[0], d=shape[0])
+    return rec
+
+
+def _relative(guards: tuple, outer: tuple) -> tuple:
+    """The conditions of a layer inside a scope that already holds under ``outer``."""
+    guards = tuple(guards)
+    return guards[len(outer):] if outer and guards[:len(outer)] == outer else guards
+
+
+def _attr(local: str, numbered: bool) -> str:
+    """How a class reaches its child: ``self.conv1``; ``self["0"]`` in a numbered class."""
+    return f'self["{local}"]' if numbered else f"self.{local}"
+
+
+def _fresh_attr(base: str, taken: set[str]) -> str:
+    """An attribute the generator adds (a flag, a stored argument) yields to the spec's names."""
+    name, n = base, 0
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    taken.add(name)
+    return name
+
+
+def _append_lines(target: str, items: list[Child]) -> list[str]:
+    """A numbered sequence whose optional layers take an index only when present."""
+    lines = [f"{target} = nn.Sequential()"]
+    for it in items:
+        if it.kind == "skip":
+            continue
+        add = f"{target}.append({it.full_ctor()})" if it.local.isdigit() else \
+            f"{target}.add_module({it.local!r}, {it.full_ctor()})"
+        if it.guard:
+            lines += [f"if {it.guard}:", f"    {add}"]
+        else:
+            lines.append(add)
+    return lines
+
+
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_NAME = re.compile(r"(?<![\w.])([A-Za-z_]\w*)(?!\w)(?!\s*=(?!=))")
+
+
+def _names_in(texts: list[str]) -> set[str]:
+    """The variable names Python code reads (not attributes, keyword-argument names or strings)."""
+    out: set[str] = set()
+    for t in texts:
+        out.update(_NAME.findall(_STRING.sub("''", t)))
+    return out
+
+
+def _writable(v: Any) -> bool:
+    """Can ``v`` be a constructor argument (a number, a word, a list of numbers), rather than a
+    layer held in a parameter (``inner: [bn, relu]``), which shapes the class instead?"""
+    if isinstance(v, (list, tuple)):
+        return all(_writable(i) and not isinstance(i, str) for i in v)
+    return v is None or isinstance(v, (bool, int, float, str))
 
 
 def _join_guards(guards: tuple[str, ...]) -> str | None:
@@ -642,10 +849,22 @@ def _progression(texts: list[str], names: bool = False) -> str | None:
 
 def _merge(a: Scope, b: Scope) -> Scope | None:
     """One class for two instances, if they agree up to calls one of them skipped."""
-    if len(a.children) != len(b.children) or a.output != b.output or a.params != b.params or a.prelude != b.prelude:
+    if a.output != b.output or a.params != b.params or a.prelude != b.prelude or \
+            len(a.extern) != len(b.extern) or a.numbered != b.numbered:
+        return None
+    merged = _merge_children(a.children, b.children)
+    if merged is None:
+        return None
+    return Scope(a.path, a.kind, merged, a.output, a.params, a.prelude, a.extern, a.numbered)
+
+
+def _merge_children(xs: list[Child], ys: list[Child]) -> list[Child] | None:
+    """Children of two instances, merged: a layer one instance has and the other skipped (under the
+    same condition) is kept, optional; anything else must agree exactly."""
+    if len(xs) != len(ys):
         return None
     merged: list[Child] = []
-    for x, y in zip(a.children, b.children):
+    for x, y in zip(xs, ys):
         if x.key() == y.key():
             merged.append(x)
         elif x.guard and x.guard == y.guard and x.local == y.local and \
@@ -653,14 +872,17 @@ def _merge(a: Scope, b: Scope) -> Scope | None:
             present, skipped = (x, y) if y.kind == "skip" else (y, x)
             if present.else_inputs is not None and present.else_inputs != skipped.inputs:
                 return None
-            merged.append(Child(present.local, present.kind, present.ctor, present.call, present.inputs,
-                                present.guard, present.ctor_lines,
-                                None if skipped.inputs == present.inputs else skipped.inputs))
-        elif x.kind == y.kind == "skip" or (x.kind != "skip" and y.kind != "skip"):
-            return None
+            merged.append(dataclasses.replace(
+                present, else_inputs=None if skipped.inputs == present.inputs else skipped.inputs))
+        elif x.items is not None and y.items is not None and \
+                dataclasses.replace(x, items=[]).key() == dataclasses.replace(y, items=[]).key():
+            items = _merge_children(x.items, y.items)  # a sequence with optional layers
+            if items is None:
+                return None
+            merged.append(dataclasses.replace(x, items=items))
         else:
             return None
-    return Scope(a.path, a.kind, merged, a.output, a.params, a.prelude)
+    return merged
 
 
 class _Namespace:
@@ -692,6 +914,10 @@ def _required():
 
 
 def _is_expr_default(text: str) -> bool:
+    """A parameter default that is an expression (``planes * 4``, ``$a``), not a word (``relu``:
+    in params:, a bare identifier is always a word)."""
+    if not text.startswith("$") and re.fullmatch(r"[A-Za-z_]\w*", text.strip()):
+        return False
     try:
         e = parse(text[1:] if text.startswith("$") else text)
     except Exception:
@@ -761,7 +987,8 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
     for name, sc, doc in gen.classes:
         init, fwd = gen.render_scope(sc)
         classes.append({"name": name, "doc": doc, "signature": _signature(sc.params), "init": init,
-                        "forward": fwd})
+                        "forward": fwd, "base": "nn.ModuleDict" if sc.numbered else "nn.Module",
+                        "forward_signature": gen.forward_signature(sc)})
     init, fwd = gen.render_scope(gen.network)
     with_tensors = {n.id for n in graph.nodes() if n.op != "input"  # modules with weights (init: layers:)
                     and REGISTRY[n.op].count(n.attrs, n.in_shapes, n.shape).params
@@ -818,6 +1045,8 @@ def _dense_class(name: str) -> dict[str, Any]:
         "init": ["for name, layer in layers.items():", "    self.add_module(name, layer)"],
         "forward": ["features = [x]", "for layer in self.children():",
                     "    features.append(layer(torch.cat(features, 1)))", "return torch.cat(features, 1)"],
+        "base": "nn.Module",
+        "forward_signature": "def forward(self, x: Tensor) -> Tensor:",
     }
 
 

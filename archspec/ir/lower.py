@@ -44,7 +44,22 @@ MERGES = ("add", "concat", "mul")
 #: (``dense``: DenseNet's connectivity, see :meth:`Lowerer.dense`)
 COMBINATORS: tuple[str, ...] = ("dense",)
 MAX_DEPTH = 200
+#: what ``in.FIELD`` is called in generated code: the block's constructor takes what its conditions read
+IN_FIELDS = {"c": "in_channels", "d": "in_channels", "h": "in_height", "w": "in_width", "n": "in_tokens",
+             "rank": "in_rank", "shape": "in_shape"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: attributes of torch.nn.Module: PyTorch refuses them as submodule names (``add_module`` raises
+#: "attribute already exists"), so no layer may be called that
+MODULE_MEMBERS = frozenset("""
+T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double
+dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule
+half ipu load_state_dict modules mtia named_buffers named_children named_modules named_parameters
+parameters register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
+register_full_backward_hook register_full_backward_pre_hook register_load_state_dict_post_hook
+register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook
+register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory smart_apply
+state_dict to to_empty train training type xpu zero_grad
+""".split())
 
 
 def _channel_axis(shape: tuple) -> int:
@@ -79,6 +94,10 @@ class Frame:
                                 path=spec_path, code="bad_name",
                                 hint="layer names become module attributes: letters, digits and _, "
                                      "not starting with a digit, not a Python keyword")
+            if hint in MODULE_MEMBERS or hint.startswith("__"):
+                raise SpecError(f"the layer name '{hint}' is an attribute of torch.nn.Module, which PyTorch "
+                                f"does not allow as a submodule name", mark=mark, path=spec_path,
+                                code="bad_name", hint=f"rename the layer (e.g. '{hint}_')")
             if hint in self.taken:
                 raise SpecError(f"the name '{hint}' is used twice in the same scope", mark=mark,
                                 path=spec_path, code="duplicate_name",
@@ -170,10 +189,10 @@ class Lowerer:
             return n
 
         def field(obj: str, f: str) -> str:
-            if obj == "in" and f == "c":
-                return "in_channels"
-            raise self.err(f"generated code cannot test {obj}.{f} in a when: (only in.c)", mark, path,
-                           code="codegen")
+            if obj == "in" and f in IN_FIELDS:
+                return IN_FIELDS[f]  # the block's constructor takes what its conditions read
+            raise self.err(f"'{obj}.{f}' is not a field of the block's input", mark, path,
+                           f"in has {', '.join(sorted(IN_FIELDS))}", code="expression")
         return to_python(parse(text), name, field)
 
     def when(self, cond_value: Any, fr: Frame, env: dict, mark: Mark | None, path: tuple) -> tuple[bool, str | None]:
@@ -829,7 +848,7 @@ class Lowerer:
             elif default is REQUIRED or default is None or isinstance(default, str):
                 want = None  # an expression default such as 'planes * 4' is checked where it is used
             else:
-                want = type(default)
+                want = list if isinstance(default, list) else type(default)
             if want is float and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
             if want not in (None, object) and not (isinstance(v, want) and not (want is int and isinstance(v, bool))):

@@ -48,8 +48,12 @@ def _kwargs(pos: list[str], kw: dict[str, object], defaults: dict[str, object]) 
 
 def _need_rank(op: str, shape: Shape, rank: int, what: str = "a C×H×W feature map") -> None:
     if len(shape) != rank:
-        raise OpError(f"'{op}' needs {what}, got shape {list(shape)}", code="rank",
-                      hint="flatten only before the fully-connected layers" if rank == 3 else None)
+        hint = None
+        if rank == 3 and len(shape) == 1:
+            hint = "flatten only before the fully-connected layers"
+        elif rank == 3 and len(shape) == 2:
+            hint = "the input is a T×D token sequence (after to_tokens); feature-map ops come before it"
+        raise OpError(f"'{op}' needs {what}, got shape {list(shape)}", code="rank", hint=hint)
 
 
 def _spatial_out(op: str, size: int, k: int, s: int, p: int, d: int, ceil: bool, axis: str) -> int:

@@ -109,6 +109,16 @@ class LayerNormAttrs(Attrs):
     affine: bool = Field(True, description="learn a scale and a shift per feature")
 
 
+def _ln_infer(a: LayerNormAttrs, ins: list[Shape]) -> Shape:
+    if len(ins[0]) == 3:
+        raise OpError(f"'layernorm' normalises the last dimension of a T×D token sequence or a vector; on "
+                      f"the C×H×W map {list(ins[0])} that would be the width W, which is not what a "
+                      f"normalisation means", code="rank",
+                      hint="choose the axes: to_tokens first for LayerNorm over the C channels of each "
+                           "position (ViT), or flatten first for one vector")
+    return ins[0]
+
+
 def _ln_count(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> Counts:
     d = ins[0][-1]
     return Counts(params=2 * d if a.affine else 0, weights=d if a.affine else 0)
@@ -126,8 +136,9 @@ def _ln_emit(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> Emit:
 register(OpDef(
     name="layernorm", attrs=LayerNormAttrs, family="norm",
     doc="Layer normalisation over the last dimension D (ViT's LN). Shape unchanged. params = 2·D "
-        "(scale and shift); weights = D; MACs 0.",
-    infer=lambda a, ins: ins[0], count=_ln_count, emit=_ln_emit, positional=("eps",),
+        "(scale and shift); weights = D; MACs 0. Needs a T×D token sequence or a D vector: on a "
+        "C×H×W map the axis would be a guess (W), so it is an error.",
+    infer=_ln_infer, count=_ln_count, emit=_ln_emit, positional=("eps",),
 ))
 
 

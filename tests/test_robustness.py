@@ -1,0 +1,281 @@
+"""Issue #10: every spec that validates builds code that runs and agrees with the IR. One test per
+failure found, each with the smallest spec that showed it; each built spec goes through the whole
+contract (tests/contract.py: build, import, build(), params, output shape, FlopCounterMode / 2 =
+MACs, byte-identical rebuild)."""
+
+import textwrap
+
+import pytest
+
+from archspec.errors import SpecError
+from archspec.load import load_networks
+from archspec.ir import lower
+
+from .contract import check_spec
+
+HEAD = """
+name: net
+input: [3, 16, 16]
+num_classes: 10
+"""
+
+
+def _spec(tmp_path, body: str):
+    f = tmp_path / "net.yaml"
+    f.write_text(HEAD + textwrap.dedent(body))
+    return f
+
+
+def _built(tmp_path, body: str) -> str:
+    f = _spec(tmp_path, body)
+    assert check_spec(f, tmp_path / "out").kind == "ok"
+    return (tmp_path / "out" / "net.py").read_text()
+
+
+def _error(tmp_path, body: str) -> str:
+    f = _spec(tmp_path, body)
+    with pytest.raises(SpecError) as e:
+        for net in load_networks(str(f)):
+            lower(net)
+    return e.value.format()
+
+
+def test_repeat_inside_a_list_held_by_a_key(tmp_path):
+    """#10.1: the inner Sequential's lines were dropped and the stages merged."""
+    code = _built(tmp_path, """
+        blocks:
+          B:
+            params: {out: int}
+            body: [{conv: {out: out, kernel: 3, padding: 1}}, relu]
+        network:
+          features: [{conv: {out: 8, kernel: 1}}, {B: {out: 16}, repeat: 3}]
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "nn.Sequential(B(8, 16), B(16, 16), B(16, 16))" in code
+
+
+def test_named_group_inside_a_block_takes_the_values_it_reads(tmp_path):
+    """#10.2: the group became a class without arguments that read in_channels and w."""
+    code = _built(tmp_path, """
+        blocks:
+          B:
+            params: {w: int}
+            body: {f: {a: {conv: {out: w, kernel: 1}}, r: relu}}
+        network:
+          b: {B: {w: 8}}
+          c: {B: {w: 4}}
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "class BF(nn.Module):" in code
+    assert "def __init__(self, in_channels: int, w: int) -> None:" in code
+    assert "self.f = BF(in_channels, w)" in code
+    assert code.count("\nclass B") == 2  # BF and B: both instances share them
+
+
+def test_when_on_a_block_parameter_inside_a_numbered_list(tmp_path):
+    """#10.3: an optional layer takes an index only when present (as in the IR)."""
+    code = _built(tmp_path, """
+        blocks:
+          B:
+            params: {w: int, use_bn: false}
+            body:
+              seq: [{conv: {out: w, kernel: 1}}, {bn: {}, when: use_bn}, relu]
+        network:
+          b1: {B: {w: 8, use_bn: true}}
+          b2: {B: {w: 8}}
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "        if use_bn:\n            self.seq.append(nn.BatchNorm2d(w))\n" in code
+    net = load_networks(str(tmp_path / "net.yaml"))[0]
+    ids = [n.id for n in lower(net).nodes()]
+    assert "b1.seq.2" in ids and "b2.seq.1" in ids and "b2.seq.2" not in ids
+
+
+def test_layernorm_on_a_feature_map_is_an_error_naming_the_choices(tmp_path):
+    """#10.4: it silently normalised the width axis."""
+    msg = _error(tmp_path, """
+        network:
+          c: {conv: {out: 8, kernel: 1}}
+          ln: layernorm
+        """)
+    assert "error: network.ln.layernorm: 'layernorm' normalises the last dimension of a T×D token sequence" in msg
+    assert "hint: choose the axes: to_tokens first" in msg
+    assert msg.startswith(str(tmp_path / "net.yaml") + ":8:7:")
+
+
+def test_conv_after_to_tokens_hints_at_tokens_not_flatten(tmp_path):
+    """#10.5"""
+    msg = _error(tmp_path, """
+        network:
+          c: {conv: {out: 8, kernel: 4, stride: 4}}
+          t: to_tokens
+          d: {conv: {out: 8, kernel: 1}}
+        """)
+    assert "'conv' needs a C×H×W feature map, got shape [16, 8]" in msg
+    assert "hint: the input is a T×D token sequence (after to_tokens)" in msg
+    assert "flatten" not in msg
+
+
+def test_init_takes_expressions(tmp_path):
+    """#10.5: init: values were literal numbers only."""
+    code = _built(tmp_path, """
+        init:
+          linear: {weight: {uniform: {a: "-1 / num_classes ** 0.5", b: "1 / num_classes ** 0.5"}},
+                   bias: "1 / 4"}
+        network:
+          c: {conv: {out: 4, kernel: 1}}
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "nn.init.uniform_(m.weight, a=-0.31622776601683794, b=0.31622776601683794)" in code
+    assert "nn.init.constant_(m.bias, 0.25)" in code
+
+
+def test_from_inside_a_group_reads_an_earlier_top_level_layer(tmp_path):
+    """#10.6: the group's forward takes the outer value as a second input."""
+    code = _built(tmp_path, """
+        network:
+          stem: {conv: {out: 8, kernel: 1}}
+          mid: {conv: {out: 4, kernel: 3, padding: 1}}
+          grp:
+            a: {conv: {out: 8, kernel: 1}, from: stem}
+            r: relu
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "def forward(self, x: Tensor, stem: Tensor) -> Tensor:" in code
+    assert "self.grp(x, stem)" in code.replace("out", "x") or "self.grp(" in code
+
+
+def test_when_tests_the_input_height_width_and_rank(tmp_path):
+    """#10.7: only in.c could be tested."""
+    code = _built(tmp_path, """
+        blocks:
+          H:
+            body:
+              - {conv: {out: 8, kernel: 3, padding: 1}}
+              - {bn: {}, when: "in.h > 8 and in.w > 8 and in.rank == 3"}
+        network:
+          h1: H
+          pool: {maxpool: 2}
+          h2: H
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "self.h1 = H(3, in_height=16, in_width=16, in_rank=3)" in code
+    assert "self.h2 = H(8, in_height=8, in_width=8, in_rank=3)" in code
+
+
+def test_a_layer_held_in_an_any_parameter(tmp_path):
+    """#10.8: 'cannot write the value ... into generated code' at <spec>:1:1."""
+    code = _built(tmp_path, """
+        blocks:
+          B:
+            params: {inner: any}
+            body: [{conv: {out: 8, kernel: 1}}, $inner]
+        network:
+          b1: {B: {inner: [bn, relu]}}
+          b2: {B: {inner: {conv: {out: 8, kernel: 3, padding: 1}}}}
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "self.b1 = B(3)" in code and "self.b2 = B2(8)" in code
+
+
+def test_when_on_a_dense_call_inside_a_block(tmp_path):
+    """#10.9"""
+    code = _built(tmp_path, """
+        blocks:
+          D:
+            params: {use: bool}
+            body:
+              - {dense: {conv: {out: 4, kernel: 1}}, repeat: 2, when: use}
+              - relu
+        network:
+          d1: {D: {use: true}}
+          d2: {D: {use: false}}
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "        self.dense = None\n        if use:\n" in code
+
+
+def test_a_block_reads_num_classes(tmp_path):
+    """#10.10"""
+    code = _built(tmp_path, """
+        blocks:
+          Head:
+            body: [global_avgpool, flatten, {linear: num_classes}]
+        network:
+          c: {conv: {out: 8, kernel: 1}}
+          head: Head
+        """)
+    assert "def __init__(self, in_channels: int, num_classes: int = 10) -> None:" in code
+    assert "self.head = Head(8, num_classes=num_classes)" in code
+
+
+def test_a_text_default_of_a_block_parameter_is_a_word(tmp_path):
+    """#10.11: `params: {act: relu}` was emitted as the bare name relu."""
+    code = _built(tmp_path, """
+        blocks:
+          B:
+            params: {act: relu}
+            body: [{conv: {out: 8, kernel: 1}}, {relu: {}, when: "act == 'relu'"}, {tanh: {}, when: "act != 'relu'"}]
+        network:
+          a: B
+          b: {B: {act: tanh}}
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "act: str = 'relu'" in code
+    assert "self.b = B(8, act='tanh')" in code
+
+
+def test_generated_names_yield_to_the_spec(tmp_path):
+    """#10.12: layer names x, in_channels, torch, nn, build were refused."""
+    code = _built(tmp_path, """
+        blocks:
+          B:
+            params: {stride: 1}
+            body:
+              - x: {conv: {out: 8, kernel: 1}}
+                in_channels: relu
+                torch: {pad_shortcut: {out: 8, stride: stride}}
+                stride: relu
+        network:
+          build: {conv: {out: 8, kernel: 1}}
+          nn: {B: {stride: 2}}
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "self.x = nn.Conv2d(in_channels, 8, kernel_size=1)" in code
+    assert "self.stride_1 = stride" in code
+
+
+def test_pytorch_s_own_attribute_names_are_refused_at_validate(tmp_path):
+    msg = _error(tmp_path, """
+        network:
+          train: {conv: {out: 8, kernel: 1}}
+        """)
+    assert "error: network.train.conv: the layer name 'train' is an attribute of torch.nn.Module" in msg
+    assert "hint: rename the layer (e.g. 'train_')" in msg
+
+
+def test_a_merge_inside_a_numbered_list(tmp_path):
+    """A list held by a key whose items branch: a class whose children are self["0"], ..."""
+    code = _built(tmp_path, """
+        network:
+          features:
+            - {conv: {out: 8, kernel: 1}}
+            - add: [[{conv: {out: 8, kernel: 3, padding: 1}}, bn], []]
+            - relu
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "class Features(nn.ModuleDict):" in code
+    assert 'self["0"] = nn.Conv2d(3, 8, kernel_size=1)' in code
+
+
+def test_signature_puts_required_parameters_first(tmp_path):
+    code = _built(tmp_path, """
+        blocks:
+          B:
+            params: {k: 3, out: int}
+            body: [{conv: {out: out, kernel: k, padding: same}}]
+        network:
+          a: {B: {out: 4}}
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "def __init__(self, in_channels: int, out: int, k: int = 3) -> None:" in code
