@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -50,20 +52,33 @@ def one(seed: int, work: Path, p_mutate: float) -> tuple[str, str, str]:
         return "violation", f"crash: {type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}", target.read_text()
 
 
+def _one(seed: int, work: Path, p_mutate: float) -> tuple[str, str, str]:
+    return one(seed, work, p_mutate)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mutate", type=float, default=0.3, help="share of specs given a random edit")
     ap.add_argument("--show", type=int, default=5, help="violations to print in full")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     args = ap.parse_args()
     torch.set_num_threads(1)
     counts: collections.Counter = collections.Counter()
     shown = 0
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seed, args.seed + args.n):
-            kind, detail, text = one(seed, Path(tmp), args.mutate)
+        seeds = range(args.seed, args.seed + args.n)
+        work = functools.partial(_one, work=Path(tmp), p_mutate=args.mutate)
+        if args.jobs > 1:
+            pool = multiprocessing.get_context("fork").Pool(args.jobs)
+            results = pool.imap(work, seeds, chunksize=8)
+        else:
+            results = map(work, seeds)
+        for done, (seed, (kind, detail, text)) in enumerate(zip(seeds, results), 1):
+            if done % 500 == 0:
+                print(f"  {done} specs, {time.perf_counter() - t0:.0f} s: {dict(counts)}", flush=True)
             counts[kind] += 1
             if kind == "violation":
                 counts["violation: " + detail.splitlines()[0][:90]] += 0

@@ -29,6 +29,8 @@ _OPEN, _CLOSE = "([{", ")]}"
 
 def wrap_long_lines(source: str, limit: int = LIMIT) -> str:
     lines = source.split("\n")
+    if all(len(line) <= limit for line in lines):
+        return source  # nothing to wrap (most files): no need to tokenize
     prose = _lines_in_multiline_strings(source)
     out: list[str] = []
     for no, line in enumerate(lines, 1):

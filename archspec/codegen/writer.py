@@ -8,6 +8,7 @@ are not rewritten.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ def _templates_dir() -> Path:
     raise SpecError("archspec's templates are missing from this installation", code="install")
 
 
+@functools.lru_cache(maxsize=None)
 def template_env() -> jinja2.Environment:
+    """One environment per process: templates are compiled once, not once per build."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(_templates_dir())),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
