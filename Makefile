@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install pyc zoo-doc clean
+.PHONY: demo test test-all fuzz install pyc zoo-doc clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,14 @@ demo: pyc
 test: pyc
 	$(BIN)/archspec check > /dev/null
 	$(BIN)/python -m pytest
+
+# the heavier checks (README): make test, then the compiler contract on 2,000 random specs
+test-all: test
+	$(BIN)/python benchmarks/fuzz.py --n 2000 --jobs 2
+
+# the compiler contract on 10,000 random specs (issue #10; a run is recorded in docs/benchmarks.md)
+fuzz: pyc
+	$(BIN)/python benchmarks/fuzz.py --n 10000 --jobs 2
 
 # docs/zoo.md: the whole zoo in one table (regenerate after changing specs/)
 zoo-doc: $(STAMP)
