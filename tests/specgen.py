@@ -165,12 +165,11 @@ class SpecGen:
             return self.cell(s)
         if k == 12:
             item, s2 = self.layer(s, depth - 1)
-            when = self.ch.choice([True, False, "num_classes > 5", "num_classes < 5"])
-            if s2.c != s.c or s2.h != s.h:
-                when = True if when in (True, "num_classes > 5") else when
-                if when in (False, "num_classes < 5"):
-                    when = True
-            return {"seq_when": item, "when": when} if False else self._when_wrap(item, when), s2
+            if s2.c != s.c or s2.h != s.h:  # skipping it would change the shape: a condition that holds
+                when = self.ch.choice([True, "num_classes > 0"])
+            else:
+                when = self.ch.choice([True, False, "num_classes > 5", "num_classes < 5"])
+            return self._when_wrap(item, when), s2
         return self.simple(s)
 
     def _when_wrap(self, item: Any, when: Any) -> Any:

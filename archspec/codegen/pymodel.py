@@ -306,7 +306,9 @@ class Generator:
         """How a numbered sequence is written: 'inline' (``nn.Sequential(a, b)``), 'append' (optional
         layers: ``nn.Sequential()`` then ``append`` under their conditions), or 'class' (its layers
         branch or read other layers: a class whose forward wires them)."""
-        items, out, extern = self.scope(path, in_seq=True) if self._seq_chain_ok(path) else ([], -2, ["?"])
+        if not self._seq_chain_ok(path):
+            return "class"
+        items, out, extern = self.scope(path, in_seq=True)
         chain = not extern and out == len(items) - 1 and all(
             it.inputs == [j - 1] and it.kind in ("module", "skip") and not it.else_inputs
             for j, it in enumerate(items))
@@ -319,11 +321,8 @@ class Generator:
     def _seq_chain_ok(self, path: str) -> bool:
         """Can the sequence's layers be modules at all (no parameter tensors, no merges)?"""
         for kind, m in self.members(path):
-            if kind == "node":
-                emit = REGISTRY[m.op]
-                if m.skipped:
-                    continue
-                e = emit.emit(m.sym_attrs, m.sym_in, m.shape)
+            if kind == "node" and not m.skipped:
+                e = REGISTRY[m.op].emit(m.sym_attrs, m.sym_in, m.shape)
                 if e.owns_attribute or e.param is not None or e.module is None:
                     return False
         return True
