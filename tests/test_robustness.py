@@ -279,3 +279,37 @@ def test_signature_puts_required_parameters_first(tmp_path):
           head: [global_avgpool, flatten, {linear: num_classes}]
         """)
     assert "def __init__(self, in_channels: int, out: int, k: int = 3) -> None:" in code
+
+
+def test_a_repeat_with_from_reads_it_once_then_chains(tmp_path):
+    """from: on a repeated call fed every repetition the same input (found in review)."""
+    f = _spec(tmp_path, """
+        network:
+          stem: {conv: {out: 4, kernel: 1}}
+          mid: {conv: {out: 6, kernel: 1}}
+          r: {conv: {out: 4, kernel: 3, padding: 1}, repeat: 3, from: stem}
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    g = lower(load_networks(str(f))[0])
+    assert [g.node(f"r.{i}").inputs for i in range(3)] == [["stem"], ["r.0"], ["r.1"]]
+    assert check_spec(f, tmp_path / "out").kind == "ok"
+
+
+def test_a_conditional_repeat_inside_a_block_tests_its_condition_once(tmp_path):
+    code = _built(tmp_path, """
+        blocks:
+          Inner:
+            params: {w: int}
+            body: [{conv: {out: w, kernel: 1}}, relu]
+          B:
+            params: {w: int, deep: false}
+            body:
+              c: {conv: {out: w, kernel: 1}}
+              inner: {Inner: {w: w}, repeat: 2, when: deep}
+        network:
+          b1: {B: {w: 4, deep: true}}
+          b2: {B: {w: 4}}
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert code.count("if deep:") == 1
+    assert "            self.inner = nn.Sequential(Inner(w, w), Inner(w, w))\n" in code

@@ -569,12 +569,21 @@ class Lowerer:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise self.err(f"repeat must be a positive integer, got {n!r}", rmark, path + ("repeat",),
                            code="bad_repeat")
+        if "from" in expr:  # the first repetition reads it; the others read the one before them
+            fmark = _mark_of(expr, "from", mark)
+            ins = self.refs(expr["from"], fr, fmark, path + ("from",))
+            if len(ins) != 1:
+                raise self.err(f"a repeated call takes one input; from: names {len(ins)}", fmark,
+                               path + ("from",), code="bad_call")
+            x = ins[0]
         hint = name if name is not None else _hint(head)
         local = fr.claim(hint, name is not None, mark, path)
         seq = Frame(path=fr.child_path(local), kind="seq", input=x, parent=fr)
         self.graph.modules[seq.path] = ModuleInfo(path=seq.path, kind="seq", input=x, mark=mark,
                                                   guards=tuple(self.guards))
-        base = {k: v for k, v in expr.items() if k not in ("repeat", "first", "name", "names", "expect")}
+        # when:/else: and from: were settled for the whole repetition (call() and above)
+        base = {k: v for k, v in expr.items()
+                if k not in ("repeat", "first", "name", "names", "expect", "when", "else", "from")}
         names = self.repeat_names(expr, n, env, mark, path) if "names" in expr else [None] * n
         first = expr.get("first")
         if first is not None and not isinstance(first, dict):
