@@ -313,3 +313,38 @@ def test_a_conditional_repeat_inside_a_block_tests_its_condition_once(tmp_path):
         """)
     assert code.count("if deep:") == 1
     assert "            self.inner = nn.Sequential(Inner(w, w), Inner(w, w))\n" in code
+
+
+@pytest.mark.parametrize("word, hint", [
+    ("elu", "hint: archspec has no such op (see `archspec ops`)"),
+    ("swish", "hint: archspec calls it 'silu'"),
+    ("rleu", "hint: did you mean 'relu', 'relu6'?"),
+])
+def test_a_hint_never_offers_another_op_as_a_spelling_fix(tmp_path, word, hint):
+    msg = _error(tmp_path, f"""
+        network:
+          c: {{conv: {{out: 8, kernel: 1}}}}
+          a: {word}
+        """)
+    assert f"unknown op or block '{word}'" in msg and hint in msg
+    assert "did you mean" not in msg or word == "rleu"
+
+
+def test_new_activations_and_expression_functions(tmp_path):
+    code = _built(tmp_path, """
+        params: {width: "make_divisible(32 * 0.75, 8)", depth: "ceil(log(8, 2))"}
+        network:
+          c: {conv: {out: width, kernel: 1}}
+          a: relu6
+          b: hardswish
+          d: silu
+          e: {gelu: {approximate: tanh}}
+          f: hardsigmoid
+          r: {conv: {out: 8, kernel: 1}, repeat: depth}
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "nn.Conv2d(3, 24, kernel_size=1)" in code  # torchvision's _make_divisible(24.0, 8) = 24
+    for m in ("nn.ReLU6(inplace=True)", "nn.Hardswish()", "nn.SiLU(inplace=True)",
+              "nn.GELU(approximate='tanh')", "nn.Hardsigmoid()"):
+        assert m in code
+    assert code.count("nn.Conv2d(8, 8, kernel_size=1)") == 2 and "nn.Conv2d(24, 8, kernel_size=1)" in code

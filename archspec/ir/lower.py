@@ -44,6 +44,17 @@ MERGES = ("add", "concat", "mul")
 #: (``dense``: DenseNet's connectivity, see :meth:`Lowerer.dense`)
 COMBINATORS: tuple[str, ...] = ("dense",)
 MAX_DEPTH = 200
+#: names other libraries give ops that archspec spells differently (a hint, never a guess)
+OTHER_NAMES = {"swish": "silu", "hswish": "hardswish", "hard_swish": "hardswish", "hsigmoid": "hardsigmoid",
+               "hard_sigmoid": "hardsigmoid", "batchnorm": "bn", "batch_norm": "bn", "batchnorm2d": "bn",
+               "conv2d": "conv", "dense": "linear", "fc": "linear", "maxpool2d": "maxpool",
+               "avgpool2d": "avgpool", "layer_norm": "layernorm", "ln": "layernorm", "cat": "concat",
+               "relu_6": "relu6", "globalavgpool": "global_avgpool"}
+#: well-known ops that archspec does not have: no "did you mean" (relu for elu would be another network)
+NOT_OPS = frozenset("""elu selu celu prelu rrelu mish softplus softsign glu logsigmoid hardtanh tanhshrink
+softshrink hardshrink threshold channel_shuffle shuffle chunk split drop_path stochastic_depth layer_scale
+permute window_attention shifted_window_attention patch_merging groupnorm group_norm instancenorm
+instance_norm localnorm upsample interpolate pixel_shuffle""".split())
 #: what ``in.FIELD`` is called in generated code: the block's constructor takes what its conditions read
 IN_FIELDS = {"c": "in_channels", "d": "in_channels", "h": "in_height", "w": "in_width", "n": "in_tokens",
              "rank": "in_rank", "shape": "in_shape"}
@@ -193,7 +204,10 @@ class Lowerer:
                 return IN_FIELDS[f]  # the block's constructor takes what its conditions read
             raise self.err(f"'{obj}.{f}' is not a field of the block's input", mark, path,
                            f"in has {', '.join(sorted(IN_FIELDS))}", code="expression")
-        return to_python(parse(text), name, field)
+        try:
+            return to_python(parse(text), name, field)
+        except ExprError as e:
+            raise self.err(e.message, mark, path, e.hint, "expression") from None
 
     def when(self, cond_value: Any, fr: Frame, env: dict, mark: Mark | None, path: tuple) -> tuple[bool, str | None]:
         """Evaluate a when: condition; in symbolic mode inside a block, also its Python text."""
@@ -453,6 +467,13 @@ class Lowerer:
     def unknown(self, word: str, mark: Mark | None, path: tuple) -> None:
         vocab = sorted(set(self.net.blocks) | {c.pattern for c in self.net.cells}
                        | {n for n, o in REGISTRY.items() if not o.internal} | set(MERGES) | set(COMBINATORS))
+        if word.lower() in OTHER_NAMES:
+            raise self.err(f"unknown op or block '{word}'", mark, path,
+                           f"archspec calls it '{OTHER_NAMES[word.lower()]}'", "unknown_op")
+        if word.lower() in NOT_OPS:  # a real op archspec lacks: a close spelling would compute something else
+            raise self.err(f"unknown op or block '{word}'", mark, path,
+                           "archspec has no such op (see `archspec ops`); define it from ops in blocks:, or "
+                           "leave it out — no other op computes the same", "unknown_op")
         close = difflib.get_close_matches(word, vocab, n=3)
         hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else \
             "see `archspec ops` for the ops; blocks: and cells: define more"

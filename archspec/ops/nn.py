@@ -330,10 +330,28 @@ class SoftmaxAttrs(Attrs):
     """Softmax over the channel / class dimension."""
 
 
+class GeluAttrs(Attrs):
+    """GELU, exact or with the tanh approximation."""
+
+    approximate: Literal["none", "tanh"] = Field(
+        "none", description="'none': x·Φ(x) exactly; 'tanh': Hendrycks & Gimpel's tanh approximation")
+
+
 _activation("relu", "nn.ReLU(inplace=True)", "Rectified linear unit max(0, x).")
+_activation("relu6", "nn.ReLU6(inplace=True)", "ReLU capped at 6: min(max(0, x), 6) (MobileNetV2).")
+_activation("hardswish", "nn.Hardswish()", "Hard swish x·relu6(x + 3)/6 (MobileNetV3).")
+_activation("hardsigmoid", "nn.Hardsigmoid()", "Hard sigmoid relu6(x + 3)/6 (MobileNetV3's SE gate).")
+_activation("silu", "nn.SiLU(inplace=True)", "SiLU / swish x·sigmoid(x) (EfficientNet).")
 _activation("tanh", "nn.Tanh()", "Hyperbolic tangent.")
 _activation("sigmoid", "nn.Sigmoid()", "Logistic sigmoid.")
-_activation("gelu", "nn.GELU()", "Gaussian error linear unit.")
+register(OpDef(
+    name="gelu", attrs=GeluAttrs, family="act",
+    doc="Gaussian error linear unit x·Φ(x); approximate: tanh for the tanh form. Shape unchanged; no "
+        "parameters; MACs 0.",
+    infer=lambda a, ins: ins[0], positional=("approximate",),
+    emit=lambda a, i, o: Emit(module="nn.GELU()" if a.approximate == "none" else
+                              f"nn.GELU(approximate={a.approximate!r})"),
+))
 _activation("leaky_relu", "nn.LeakyReLU({a.negative_slope!r}, inplace=True)", "Leaky ReLU.",
             LeakyAttrs, ("negative_slope",))
 _activation("softmax", "nn.Softmax(dim=1)", "Softmax over classes (dim 1 of the batch).", SoftmaxAttrs)

@@ -203,11 +203,30 @@ def _round(x: Any, ndigits: Any = None) -> Any:
     return round(x) if ndigits is None else round(x, ndigits)
 
 
+def _make_divisible(v: Any, divisor: Any, min_value: Any = None) -> int:
+    """A width rounded to a multiple of ``divisor``, never more than 10% below ``v`` (MobileNet's
+    ``_make_divisible``, torchvision.models._utils: width multipliers keep channels divisible by 8)."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return int(new_v)
+
+
+def _log(x: Any, base: Any = None) -> float:
+    if x <= 0 or (base is not None and (base <= 0 or base == 1)):
+        raise ExprError(f"log is defined for x > 0 and a base > 0 other than 1, got log({x}"
+                        + (f", {base})" if base is not None else ")"))
+    return math.log(x) if base is None else math.log(x, base)
+
+
 #: name -> (min args, max args or None, implementation); the only callables in the language.
 FUNCTIONS: dict[str, tuple[int, int | None, Callable[..., Any]]] = {
     "min": (1, None, min), "max": (1, None, max), "abs": (1, 1, abs), "int": (1, 1, int),
     "float": (1, 1, float), "round": (1, 2, _round), "ceil": (1, 1, math.ceil),
-    "floor": (1, 1, math.floor), "len": (1, 1, len), "sum": (1, 1, sum)}
+    "floor": (1, 1, math.floor), "len": (1, 1, len), "sum": (1, 1, sum), "log": (1, 2, _log),
+    "make_divisible": (2, 3, _make_divisible)}
 
 
 # --------------------------------------------------------------------------- tree nodes
@@ -606,6 +625,10 @@ def to_python(expr: "Expr", name: Callable[[str], str], field: Callable[[str, st
         if isinstance(node, _Index):
             return f"{go(node.obj, 100)}[{go(node.index, 0)}]"
         if isinstance(node, _Call):
+            if node.name not in _PY_FUNCS:  # make_divisible, log: values are computed at compile time
+                raise ExprError(f"'{node.name}' cannot be written into generated code (in a when: or "
+                                f"a parameter default of a block)", offset=node.offset,
+                                hint="compute the value outside: pass it as a block argument")
             return f"{_PY_FUNCS[node.name]}({', '.join(go(a, 0) for a in node.args)})"
         if isinstance(node, _Unary):
             bp = _NOT_BP if node.op == "not" else _UNARY_BP
