@@ -329,7 +329,7 @@ class SpecGen:
             params[pname] = "any"
         else:
             params[pname] = self.ch.choice(["int", 2, "out * 2"])
-        style = self.ch.int(0, 4)
+        style = self.ch.int(0, 6)
         main: list = [{"conv": {"out": "out", "kernel": 3, "stride": "stride", "padding": 1}}]
         if extra == "bool":
             main.append({"bn": {}, "when": pname})
@@ -359,8 +359,21 @@ class SpecGen:
                     {"down": {"conv": {"out": "out", "kernel": 1, "stride": "stride"}, "from": "pre",
                               "when": "stride != 1 or in.c != out", "else": "input"}},
                     {"add": {}, "from": ["res", "down"]}]
-        else:               # repeat inside a block, over a parameter
-            body = [*main, {"conv": {"out": "out", "kernel": 1}, "repeat": "stride + 1"}]
+        elif style == 4:    # repeat inside a block, over a parameter, with first: and names:
+            rep: dict[str, Any] = {"conv": {"out": "out", "kernel": 1}, "repeat": "stride + 1"}
+            if self.ch.coin():
+                rep["first"] = {"kernel": 3, "padding": 1}
+            if self.ch.coin():
+                rep["names"] = "unit{i}"
+            body = [*main, {"units": rep} if self.ch.coin() else rep]
+        elif style == 5:    # dense inside a block, conditional, followed by a projection
+            body = [*main, {"dense": {"g": {"c": {"conv": {"out": 2, "kernel": 1}}, "a": "relu"}},
+                            "repeat": "stride + 1", "when": "out > 2"},
+                    {"conv": {"out": "out", "kernel": 1}}]
+        else:               # a mul gate and a conditional named list with else:
+            body = [*main, {"gate": {"mul": [[], ["global_avgpool", {"conv": {"out": "out", "kernel": 1}},
+                                                   "sigmoid"]]}},
+                    {"post": ["bn", "relu"], "when": "in.c > 2"}]
         self.blocks[name] = BlockDef(name, params, body)
 
     def call_block(self, s: Shape, keep: bool = False) -> tuple[Any, Shape]:
