@@ -14,6 +14,8 @@ here and written with ``repr``, so nothing from the spec is executed.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from ..errors import SpecError
@@ -49,12 +51,24 @@ def _mark(holder: Any, key: Any):
     return holder.mark_of(key) if isinstance(holder, LocDict) else None
 
 
+def _finite(v: int | float, holder: Any, key: Any, path: tuple) -> float:
+    """``v`` as a finite float (a bare ``nan``/``inf`` in generated code would not even import)."""
+    try:
+        f = float(v)
+    except OverflowError:  # an integer beyond the float range
+        f = math.inf
+    if not math.isfinite(f):
+        raise SpecError(f"an initialiser's value is a finite number, got {str(v)[:24]}", mark=_mark(holder, key),
+                        path=path, code="non_finite")
+    return f
+
+
 def _call(spec: Any, target: str, holder: Any, key: Any, path: tuple) -> str:
     if isinstance(spec, bool) or spec is None:
         raise SpecError(f"an initialiser is a number or one of {', '.join(INITIALISERS)}",
                         mark=_mark(holder, key), path=path, code="bad_init")
     if isinstance(spec, (int, float)):
-        return f"nn.init.constant_({target}, {float(spec)!r})"
+        return f"nn.init.constant_({target}, {_finite(spec, holder, key, path)!r})"
     if isinstance(spec, str):
         spec = {spec: {}}
     if not isinstance(spec, dict) or len(spec) != 1:
@@ -86,7 +100,7 @@ def _call(spec: Any, target: str, holder: Any, key: Any, path: tuple) -> str:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise SpecError(f"{name}.{k} is a number, got {v!r}", mark=_mark(kwargs, k),
                                 path=path + (name, k), code="bad_init")
-            parts.append(f"{k}={float(v)!r}")
+            parts.append(f"{k}={_finite(v, kwargs, k, path + (name, k))!r}")
     return f"nn.init.{fn}({', '.join(parts)})"
 
 
