@@ -380,3 +380,17 @@ def test_op_attributes_refuse_non_finite_values_at_the_root():
     with pytest.raises(ValidationError, match="finite number"):  # YAML reads 1.0e999 (no sign) as a string
         REGISTRY["layernorm"].attrs.model_validate({"eps": "1.0e999"})
     assert all(op.attrs.model_config.get("allow_inf_nan") is False for op in REGISTRY.values())
+
+
+def test_a_failure_partway_leaves_nothing_half_done(tmp_path):
+    """aaa's two files are staged as temporary files, then sub/ turns out to be a file: the temporary
+    files and the folders the build made are removed; nothing was moved into place."""
+    specs = tmp_path / "specs"
+    (specs / "sub").mkdir(parents=True)
+    a, b = _spec(specs, "aaa"), _spec(specs / "sub", "bbb")
+    out = tmp_path / "out"
+    (out / "new").mkdir(parents=True)
+    (out / "sub").write_text("a file where a folder must go\n")
+    assert errors("build", a, b, "-o", out) == [
+        f"{out / 'sub'}:1:1: error: is not a folder", "  hint: -o and the folders below it must be folders"]
+    assert sorted(p.name for p in out.iterdir()) == ["new", "sub"]
