@@ -66,6 +66,7 @@ ALLOW_PATH = typer.Option(None, "--allow-path", metavar="DIR",
 def _allow(dirs: Optional[list[str]]) -> None:
     """--allow-path: folders besides the project root that include:/extends: may read."""
     from ..load.loader import allow_paths
+    allow_paths([])  # one command's option never outlives it
     for d in dirs or []:
         if not os.path.isdir(d):
             raise typer.BadParameter(f"--allow-path takes a folder, got {d!r}")

@@ -231,7 +231,6 @@ def _read_raw(path: str) -> LocDict:
 
 # ------------------------------------------------------------------------------- confinement
 _ALLOWED: list[str] = []  # folders besides the project root that include:/extends: may read
-_ROOT_MARKERS = (".git", "pyproject.toml", "specs")
 
 
 def allow_paths(dirs: Iterable[str]) -> None:
