@@ -6,9 +6,28 @@ line ``file:line:col: error: key.path: message`` plus an optional ``  hint: ...`
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-__all__ = ["Mark", "SpecError", "format_path"]
+__all__ = ["Mark", "SpecError", "format_path", "display_path"]
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A file name fit for one line of output: bytes that are not UTF-8 become ``\\xff`` and control
+    characters (a newline in a file name) their escapes."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "backslashreplace")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a name from the file system that is not UTF-8 (surrogateescape)
+        try:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return text
 
 
 @dataclass(frozen=True)
@@ -20,7 +39,7 @@ class Mark:
     col: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return f"{display_path(self.file)}:{self.line}:{self.col}"
 
 
 def format_path(path: tuple | list) -> str:
@@ -62,6 +81,10 @@ class SpecError(Exception):
         text = f"{where}: error: {key}{self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a non-UTF-8 file name in the message: never a traceback
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
         return text
 
     def __str__(self) -> str:

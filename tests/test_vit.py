@@ -145,10 +145,10 @@ def test_repeat_names_name_the_repetitions(tmp_path):
                      "same.unit_0", "same.unit_1", "same.unit_2", "same.unit_3"]
     r = run_cli("build", file, "-o", str(tmp_path / "out"))
     assert r.exit_code == 0, r.output
-    text = (tmp_path / "out" / "spec.py").read_text()
+    text = (tmp_path / "out" / "t.py").read_text()  # named after the network (t), README: <name>.py
     assert '("conv1", nn.Conv2d(8, 8, kernel_size=3, padding=1)),' in text  # different ctors: one a line
     assert 'OrderedDict((f"unit_{i}", nn.Conv2d(24, 24, kernel_size=1)) for i in range(4)),' in text
-    spec = importlib.util.spec_from_file_location("named_repeat", tmp_path / "out" / "spec.py")
+    spec = importlib.util.spec_from_file_location("named_repeat", tmp_path / "out" / "t.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     model = mod.build()

@@ -78,9 +78,12 @@ def test_resnet_table_macs_and_receptive_field():
 # by hand from ResNet-34 "B" (torchvision's 21,797,672): A drops the three 1×1 projections and their
 # BNs (173,824 parameters); C adds one to each of the 13 other blocks (919,168 parameters)
 @pytest.mark.parametrize("option,params", [("A", 21_623_848), ("B", 21_797_672), ("C", 22_716_840)])
-def test_shortcut_options_are_one_parameter(tmp_path, option, params):
+def test_shortcut_options_are_one_parameter(tmp_path, option, params, monkeypatch):
     """ResNet-34 with shortcut option A (zero-padding), B (projection when needed), C (always)."""
     from pathlib import Path
+
+    from archspec.load import loader
+    monkeypatch.setattr(loader, "_ALLOWED", [str(Path("specs").resolve())])  # as --allow-path specs
     spec = tmp_path / f"r34{option}.yaml"
     spec.write_text(f"extends: {Path('specs/resnet.yaml').resolve().as_posix()}\n"
                     f"column: resnet34\nname: r34{option.lower()}\nparams: {{shortcut: {option}}}\n")

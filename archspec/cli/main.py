@@ -59,6 +59,20 @@ def _guard(fn: Callable[[], Any]) -> Any:
         raise typer.Exit(1)
 
 
+ALLOW_PATH = typer.Option(None, "--allow-path", metavar="DIR",
+                          help="also let include:/extends: read below DIR (repeatable; docs/security.md)")
+
+
+def _allow(dirs: Optional[list[str]]) -> None:
+    """--allow-path: folders besides the project root that include:/extends: may read."""
+    from ..load.loader import allow_paths
+    allow_paths([])  # one command's option never outlives it
+    for d in dirs or []:
+        if not os.path.isdir(d):
+            raise typer.BadParameter(f"--allow-path takes a folder, got {d!r}")
+    allow_paths(dirs or [])
+
+
 def _refs(specs: Optional[list[str]]) -> list[str]:
     from ..load import expand_refs, split_ref
     if not specs:
@@ -108,10 +122,12 @@ def stats(
     per_layer: bool = typer.Option(False, "--per-layer", help="one row per layer"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
     input: Optional[str] = typer.Option(None, "--input", help="override the input size: C,H,W"),
+    allow_path: Optional[list[str]] = ALLOW_PATH,
 ) -> None:
     """Shapes, parameters, MACs and activations — statically, without torch.
 
     MACs are multiply-accumulates of conv, linear and attention for one image (ResNet's "FLOPs")."""
+    _allow(allow_path)
     override = _parse_input(input)
     results = _guard(lambda: _compile_all(specs, override))
     from ..analysis import human
@@ -197,12 +213,14 @@ def _emit_table(header: list[str], rows: list[list[str]], fmt: Format, title: st
 def check(
     specs: Optional[list[str]] = typer.Argument(None, help="spec files, FILE:COLUMN, or folders (default: specs/)"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
+    allow_path: Optional[list[str]] = ALLOW_PATH,
 ) -> None:
     """Compare every expect: entry with the analysis; exit 1 on any mismatch.
 
     Errata and variants (printed numbers that no reading of the architecture gives, kept as
     printed with the derived count and the reason) are listed apart from passes and failures."""
     from ..check import check_network
+    _allow(allow_path)
 
     def run():
         rows = []
@@ -243,26 +261,35 @@ def build(
     out: str = typer.Option("generated", "-o", "--out", help="output folder (mirrors specs/)"),
     all_: bool = typer.Option(False, "--all", help="build the whole zoo (specs/)"),
     check_only: bool = typer.Option(False, "--check", help="render in memory and list files that differ"),
+    allow_path: Optional[list[str]] = ALLOW_PATH,
 ) -> None:
     """Emit standalone PyTorch modules (torch only) from specs, through templates/."""
     from pathlib import Path
 
     from ..codegen import render_specs, stale_outputs, write_outputs
+    from ..codegen.writer import clean_temp_files, stale_temp_files
     if not specs and not all_ and not check_only:
         raise typer.BadParameter("name spec files, or use --all for the zoo")
+    _allow(allow_path)
     refs = _guard(lambda: _refs(specs if specs else None))
     outputs = _guard(lambda: render_specs(refs, Path(out)))
     if check_only:
         stale = stale_outputs(outputs)
         for p in stale:
             print(f"stale: {p}")
-        if stale:
-            print(f"{len(stale)} of {len(outputs)} generated files differ from specs/ + templates/; "
-                  f"run `archspec build --all`", file=sys.stderr)
+        temps = stale_temp_files(outputs)
+        for p in temps:
+            print(f"stale: {p}  (left by an interrupted build)")
+        if stale or temps:
+            print(f"{len(stale)} of {len(outputs)} generated files differ from specs/ + templates/"
+                  + (f", {len(temps)} temporary files left by an interrupted build" if temps else "")
+                  + "; run `archspec build --all`", file=sys.stderr)
             raise typer.Exit(1)
         print(f"{len(outputs)} generated files are up to date")
         return
-    changed = write_outputs(outputs)
+    for p in _guard(lambda: clean_temp_files(outputs)):
+        print(f"removed {p}  (left by an interrupted build)")
+    changed = _guard(lambda: write_outputs(outputs, Path(out)))
     from ..analysis import human
     for o in outputs:
         st = o.source.stats
@@ -280,10 +307,12 @@ def diff(
     a: str = typer.Argument(..., help="a spec or FILE:COLUMN naming one network"),
     b: str = typer.Argument(..., help="the network to compare it with"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
+    allow_path: Optional[list[str]] = ALLOW_PATH,
 ) -> None:
     """What changed from A to B: layers added, removed or changed, and the param/MAC deltas."""
     from ..analysis import human
     from ..analysis.diff import diff_networks
+    _allow(allow_path)
 
     def one(ref: str):
         nets = _compile_all([ref])
@@ -324,8 +353,10 @@ def _val(v) -> str:
 
 # --------------------------------------------------------------------------------- validate
 @app.command()
-def validate(specs: list[str] = typer.Argument(..., help="spec files or FILE:COLUMN")) -> None:
+def validate(specs: list[str] = typer.Argument(..., help="spec files or FILE:COLUMN"),
+             allow_path: Optional[list[str]] = ALLOW_PATH) -> None:
     """Parse, shape-check and render in memory (nothing is written)."""
+    _allow(allow_path)
     results = _guard(lambda: _compile_all(specs))
 
     def render():  # what build would reject (init:, code-generation limits), without writing

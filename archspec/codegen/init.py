@@ -62,10 +62,14 @@ def _number(v: Any, env: dict, holder: Any, key: Any, path: tuple, what: str) ->
                             code="bad_init") from None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise SpecError(f"{what} is a number, got {v!r}", mark=_mark(holder, key), path=path, code="bad_init")
-    if not math.isfinite(v):
-        raise SpecError(f"{what} must be finite, got {v!r}", mark=_mark(holder, key), path=path,
-                        code="bad_init")
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an integer beyond the float range
+        f = math.inf
+    if not math.isfinite(f):
+        raise SpecError(f"{what} must be a finite number, got {str(v)[:24]}", mark=_mark(holder, key),
+                        path=path, code="non_finite")
+    return f
 
 
 def _call(spec: Any, target: str, holder: Any, key: Any, path: tuple, env: dict) -> str:

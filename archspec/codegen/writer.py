@@ -1,15 +1,24 @@
-"""Rendering and writing generated files: deterministic, atomic, checkable.
+"""Rendering and writing generated files: deterministic, atomic, checkable, confined.
 
-A build renders everything in memory first; only when every file rendered does it write them,
-each through a temporary file in the same folder and ``os.replace`` — so a failing build leaves
-the output folder as it was, and a reader never sees half a file. Files whose bytes did not change
-are not rewritten.
+A build renders everything in memory first; only when every file rendered does it write them:
+first every changed file into a temporary file beside its target (``.NAME.XXXX.tmp``), and only
+when all of those are written are they moved into place with ``os.replace`` — so a failing build
+leaves the output folder as it was, and a reader never sees half a file. Files whose bytes did not
+change are not rewritten. Generated files get the mode the umask gives (``0o666 & ~umask``).
+
+Output paths are made of sanitised parts only: the network's name (an identifier, checked by the
+loader) and the folders of the spec below ``specs/``; every target must resolve inside ``-o``.
+Two outputs with one path (``foo.yaml``'s ``train_foo.py`` and ``train_foo.yaml``'s module) are
+an error. Temporary files a killed build left behind are stale: ``build --check`` lists them and
+the next build removes them.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +31,8 @@ from .format import wrap_long_lines
 from .pymodel import ModelSource, generate_model
 from .train import train_context
 
-__all__ = ["Output", "render_specs", "write_outputs", "stale_outputs", "template_env", "output_path"]
+__all__ = ["Output", "render_specs", "write_outputs", "stale_outputs", "template_env", "output_path",
+           "stale_temp_files", "clean_temp_files"]
 
 
 def _templates_dir() -> Path:
@@ -52,17 +62,47 @@ class Output:
 
 
 def output_path(spec_file: str, out_dir: Path, name: str, many: bool) -> Path:
-    """``specs/torchvision/resnet50.yaml`` -> ``OUT/torchvision/resnet50.py`` (the layout of specs/);
-    a table's columns go to ``OUT/<table>/<network>.py`` (``specs/vgg.yaml`` -> ``OUT/vgg/vgg_a.py``)."""
-    p = Path(spec_file)
+    """``specs/torchvision/resnet50.yaml`` (name ``resnet50``) -> ``OUT/torchvision/resnet50.py``: the
+    network's name in the spec's folder below specs/; a table's columns go to
+    ``OUT/<table file stem>/<network>.py`` (``specs/vgg.yaml`` -> ``OUT/vgg/vgg_a.py``).
+
+    ``name`` is a checked identifier (:func:`archspec.load.loader.check_network_name`); a folder
+    part that is empty, ``.``/``..``, hidden or not printable is an error, and so is a result
+    outside ``out_dir`` once symlinks are resolved."""
+    p = Path(os.path.normpath(spec_file))  # specs/../../x.yaml -> ../x.yaml: no '..' after specs/
     parts = p.parts
-    rel_dir = Path()
+    rel: tuple[str, ...] = ()
     if "specs" in parts:
         i = len(parts) - 1 - list(reversed(parts)).index("specs")
-        rel_dir = Path(*parts[i + 1:-1]) if len(parts) - 1 > i + 1 else Path()
+        rel = parts[i + 1:-1]
     if many:  # a table: one file per column, in a folder named after the table
-        return out_dir / rel_dir / p.stem / f"{name}.py"
-    return out_dir / rel_dir / f"{p.stem}.py"
+        rel += (p.stem,)
+    for part in rel:
+        if part in ("", ".", "..") or part.startswith(".") or not part.isprintable() or os.sep in part:
+            shown = part.encode("unicode_escape").decode("ascii")
+            raise SpecError(f"cannot name an output folder '{shown}' after this spec's path",
+                            mark=Mark(spec_file, 1, 1), code="output_path",
+                            hint="rename the spec file or its folder (no leading '.', no control characters)")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):  # the loader checked it; never trust it here
+        raise SpecError(f"network name '{name[:40]}' cannot name an output file", mark=Mark(spec_file, 1, 1),
+                        code="output_path")
+    target = out_dir.joinpath(*rel, f"{name}.py")
+    _confined(target.parent, out_dir, spec_file, target)
+    return target
+
+
+def _confined(folder: Path, out_dir: Path, spec_file: str | None = None, target: Path | None = None) -> None:
+    """``folder`` must resolve (symlinks followed) inside ``out_dir``. Only folders are resolved: a
+    symlink at a target file is replaced by the file, never written through."""
+    real_out = os.path.realpath(out_dir)
+    real = os.path.realpath(folder)
+    target = target if target is not None else folder
+    if target is not folder:
+        real = os.path.join(real, target.name)
+    if not (real == real_out or real.startswith(real_out.rstrip(os.sep) + os.sep)):
+        raise SpecError(f"{target} resolves to {real}, outside the output folder {out_dir}",
+                        mark=Mark(spec_file or str(target), 1, 1), code="output_path",
+                        hint="a symlink below -o points elsewhere; remove it or choose another -o")
 
 
 def render_specs(refs: list[str], out_dir: Path) -> list[Output]:
@@ -75,7 +115,7 @@ def render_specs(refs: list[str], out_dir: Path) -> list[Output]:
             raise SpecError(f"template {template} failed: {e}", code="template") from None
 
     outputs: list[Output] = []
-    seen: dict[Path, str] = {}
+    seen: dict[str, tuple[str, str]] = {}
     for ref in refs:
         path, _ = split_ref(ref)
         nets = load_networks(ref)
@@ -86,13 +126,17 @@ def render_specs(refs: list[str], out_dir: Path) -> list[Output]:
                 display += f":{net.column}"
             src = generate_model(net, display, render)
             target = output_path(net.file, out_dir, net.name, many)
-            if target in seen and seen[target] != net.ref:
-                raise SpecError(f"{net.ref} and {seen[target]} would both write {target}",
-                                mark=Mark(net.file, 1, 1), code="output_clash")
-            seen[target] = net.ref
-            outputs.append(Output(target, _check_python(src.text, net), src))
             # the training script beside the module: train_<module>.py imports <module>.py
             script = target.with_name(f"train_{target.name}")
+            for path, what in ((target, f"the module of {net.name}"), (script, f"the training script of {net.name}")):
+                key = os.path.normcase(os.path.abspath(path))
+                if key in seen and seen[key][0] != net.ref:
+                    other_ref, other_what = seen[key]
+                    raise SpecError(f"{net.ref} and {other_ref} would both write {path}",
+                                    mark=Mark(net.file, 1, 1), code="output_clash",
+                                    hint=f"{what} and {other_what}; rename one of the networks")
+                seen[key] = (net.ref, what)
+            outputs.append(Output(target, _check_python(src.text, net), src))
             text = wrap_long_lines(render("train.py.j2", **train_context(net, target.name, src.class_name, display)))
             outputs.append(Output(script, _check_python(text, net), src, kind="train"))
     return outputs
@@ -107,35 +151,164 @@ def _check_python(text: str, net) -> str:
     return text
 
 
+def _out_error(path: Path, message: str, hint: str | None = None) -> SpecError:
+    return SpecError(message, mark=Mark(str(path), 1, 1), code="output", hint=hint)
+
+
+def _current(path: Path, want: bytes) -> bool:
+    """Whether ``path`` already holds ``want``. A missing file or a symlink (replaced, never written
+    through) does not; a folder, a FIFO or device, or a file that is not UTF-8 text at the target
+    is an error (archspec overwrites only its own kind of file). Nothing of the file is quoted."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as err:
+        raise _out_error(path, f"cannot read: {err.strerror or err}") from None
+    if stat.S_ISLNK(st.st_mode):
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        raise _out_error(path, "the output file's path is a folder", "remove it or choose another -o")
+    if not stat.S_ISREG(st.st_mode):
+        raise _out_error(path, "the output file's path is not a regular file (a FIFO, device or socket)",
+                         "remove it or choose another -o")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise _out_error(path, f"cannot read: {err.strerror or err}") from None
+    if data == want:
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _out_error(path, "exists and is not a UTF-8 text file; archspec does not overwrite it",
+                         "remove it or choose another -o") from None
+    return False
+
+
 def stale_outputs(outputs: list[Output]) -> list[Path]:
+    """Outputs whose file is missing or differs (or cannot be a generated file at all)."""
     stale = []
     for o in outputs:
         try:
-            if o.path.read_text(encoding="utf-8") != o.text:
+            if not _current(o.path, o.text.encode("utf-8")):
                 stale.append(o.path)
-        except FileNotFoundError:
+        except SpecError:
             stale.append(o.path)
     return stale
 
 
-def write_outputs(outputs: list[Output]) -> list[Path]:
-    """Write every output atomically; returns the files that changed."""
-    changed = []
-    for o in outputs:
+_TEMP = re.compile(r"^\..+\.py\.[A-Za-z0-9_]+\.tmp$")  # tempfile.mkstemp(prefix=".NAME.", suffix=".tmp")
+
+
+def stale_temp_files(outputs: list[Output]) -> list[Path]:
+    """``.NAME.XXXX.tmp`` files that a killed build left in the output folders."""
+    found: list[Path] = []
+    for d in sorted({o.path.parent for o in outputs}):
         try:
-            if o.path.read_text(encoding="utf-8") == o.text:
-                continue
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for n in names:
+            p = d / n
+            if _TEMP.match(n) and not os.path.isdir(p):
+                found.append(p)
+    return found
+
+
+def clean_temp_files(outputs: list[Output]) -> list[Path]:
+    """Remove :func:`stale_temp_files`; returns what was removed."""
+    removed = []
+    for p in stale_temp_files(outputs):
+        try:
+            os.unlink(p)
+            removed.append(p)
         except FileNotFoundError:
             pass
-        o.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{o.path.name}.", suffix=".tmp", dir=o.path.parent)
+        except OSError as err:
+            raise _out_error(p, f"cannot remove a stale temporary file: {err.strerror or err}") from None
+    return removed
+
+
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _make_dirs(d: Path, out_dir: Path | None, created: list[Path]) -> None:
+    missing = []
+    cur = d
+    while not os.path.isdir(cur):
+        if os.path.lexists(cur):  # a file (or a dangling link) where a folder must go
+            raise _out_error(cur, "is not a folder", "-o and the folders below it must be folders")
+        missing.append(cur)
+        if cur.parent == cur:
+            break
+        cur = cur.parent
+    for m in reversed(missing):
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(o.text)
-            os.replace(tmp, o.path)
-        except BaseException:
-            if os.path.exists(tmp):
+            os.mkdir(m)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise _out_error(m, f"cannot create the folder: {err.strerror or err}") from None
+        created.append(m)
+    if out_dir is not None:
+        _confined(d, out_dir)
+
+
+def write_outputs(outputs: list[Output], out_dir: Path | None = None) -> list[Path]:
+    """Write every changed output, all or nothing; returns the files that changed.
+
+    Every changed file is first written to a temporary file beside its target; only when all of
+    them are written are they moved into place. On a failure before that, the temporary files (and
+    folders this call created) are removed and the output folder is as it was."""
+    if out_dir is not None and os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise _out_error(out_dir, "-o is not a folder", "give the folder to write into")
+    plan = [(o, o.text.encode("utf-8")) for o in outputs]
+    plan = [(o, data) for o, data in plan if not _current(o.path, data)]
+    mode = _file_mode()
+    created: list[Path] = []
+    temps: list[tuple[str, Path]] = []
+    try:
+        for o, data in plan:
+            _make_dirs(o.path.parent, out_dir, created)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{o.path.name}.", suffix=".tmp", dir=o.path.parent)
+            except OSError as err:
+                raise _out_error(o.path.parent, f"cannot write into the folder: {err.strerror or err}") from None
+            temps.append((tmp, o.path))
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    os.fchmod(f.fileno(), mode)  # mkstemp makes 0600; a generated file is an ordinary file
+                    f.write(data)
+            except OSError as err:
+                raise _out_error(o.path, f"cannot write: {err.strerror or err}") from None
+    except BaseException:
+        for tmp, _ in temps:
+            try:
                 os.unlink(tmp)
-            raise
-        changed.append(o.path)
+            except OSError:
+                pass
+        for d in reversed(created):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        raise
+    changed: list[Path] = []
+    for i, (tmp, target) in enumerate(temps):
+        try:
+            os.replace(tmp, target)
+        except OSError as err:
+            for rest, _ in temps[i:]:
+                try:
+                    os.unlink(rest)
+                except OSError:
+                    pass
+            wrote = ", ".join(str(p) for p in changed) or "nothing"
+            raise _out_error(target, f"cannot write: {err.strerror or err}; written before it: {wrote}") from None
+        changed.append(target)
     return changed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import keyword
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from ..spec.model import COLUMN_KEYS, SpecDoc
 from ..spec.train import TRAIN_MODELS, TrainRecipe
 from ..spec.yamlio import LocDict, LocList, load_yaml, mark_at
 
-__all__ = ["Network", "Block", "Cell", "load_networks", "expand_refs", "split_ref", "pydantic_error"]
+__all__ = ["Network", "Block", "Cell", "load_networks", "expand_refs", "split_ref", "pydantic_error",
+           "allow_paths", "project_root", "check_network_name"]
 
 
 @dataclass
@@ -95,7 +97,7 @@ def split_ref(ref: str) -> tuple[str, str | None]:
 
 def expand_refs(args: Iterable[str]) -> list[str]:
     """Files stay, directories become their ``*.yaml`` files (recursively, sorted naturally);
-    ``specs/blocks`` (block libraries) is skipped."""
+    ``specs/blocks`` (block libraries) is skipped. A folder without specs is an error."""
     out: list[str] = []
     for a in args:
         path, _ = split_ref(a)
@@ -104,6 +106,9 @@ def expand_refs(args: Iterable[str]) -> list[str]:
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if d != "blocks" and not d.startswith("."))
                 found += [os.path.join(root, f) for f in files if f.endswith((".yaml", ".yml"))]
+            if not found:
+                raise SpecError(f"no specs in {path}", mark=Mark(path, 1, 1), code="no_specs",
+                                hint="a folder stands for the .yaml files below it (blocks/ folders skipped)")
             out += sorted(found, key=_natural_key)
         else:
             out.append(a)
@@ -224,21 +229,63 @@ def _read_raw(path: str) -> LocDict:
     return data
 
 
-def _relative(doc: LocDict, key: str, value: Any, path: str, idx: int | None = None) -> str:
+# ------------------------------------------------------------------------------- confinement
+_ALLOWED: list[str] = []  # folders besides the project root that include:/extends: may read
+
+
+def allow_paths(dirs: Iterable[str]) -> None:
+    """Let ``include:``/``extends:`` also read below ``dirs`` (the CLI's ``--allow-path``)."""
+    _ALLOWED[:] = [os.path.realpath(d) for d in dirs]
+
+
+def project_root(spec_file: str) -> str:
+    """The folder ``include:``/``extends:`` of ``spec_file`` may not leave: the nearest folder at or
+    above the spec's own that holds a ``.git``, a ``pyproject.toml`` or a ``specs/`` folder (the
+    file system's root never counts); if there is none, the spec's own folder. Symlinks are
+    resolved first."""
+    start = os.path.realpath(os.path.dirname(os.path.abspath(spec_file)))
+    cur = start
+    while True:
+        parent = os.path.dirname(cur)
+        if parent == cur:
+            return start
+        if (os.path.lexists(os.path.join(cur, ".git")) or os.path.isfile(os.path.join(cur, "pyproject.toml"))
+                or os.path.isdir(os.path.join(cur, "specs"))):
+            return cur
+        cur = parent
+
+
+def _inside(real: str, roots: Iterable[str]) -> bool:
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _relative(doc: LocDict, key: str, value: Any, path: str, idx: int | None = None,
+              roots: tuple[str, ...] = ()) -> str:
+    mark = doc.mark_of(key) if idx is None else doc[key].mark_of(idx)
     if not isinstance(value, str):
-        mark = doc.mark_of(key) if idx is None else doc[key].mark_of(idx)
         raise SpecError(f"{key} takes a file path, got {value!r}", mark=mark, path=(key,), code="type")
+    where = (key,) if idx is None else (key, idx)
+    written = doc[key].raw.get(idx, value) if idx is not None and isinstance(doc[key], LocList) else value
+    if "\0" in value:
+        raise SpecError(f"{key} takes a file path, got a NUL character", mark=mark, path=where, code="type")
     target = os.path.normpath(os.path.join(os.path.dirname(path), value))
-    if not os.path.isfile(target):
-        mark = doc.mark_of(key) if idx is None else doc[key].mark_of(idx)
-        written = doc[key].raw.get(idx, value) if idx is not None and isinstance(doc[key], LocList) else value
+    if roots and not _inside(os.path.realpath(target), roots):
+        # checked before the file is even looked at: nothing about it (not even whether it exists) is said
+        raise SpecError(f"'{written}' is outside the project root {roots[0]}", mark=mark, path=where,
+                        code="outside_root",
+                        hint="include: and extends: stay inside the project root (docs/security.md); "
+                             "widen it with --allow-path DIR")
+    if not target.endswith((".yaml", ".yml")):
+        raise SpecError(f"'{written}' is not a .yaml file", mark=mark, path=where, code="not_yaml",
+                        hint=f"{key}: names spec files (.yaml or .yml)")
+    if not os.path.lexists(target):
         raise SpecError(f"no such file '{written}' (looked for {target})", mark=mark,
-                        path=(key,) if idx is None else (key, idx), code="missing_file",
+                        path=where, code="missing_file",
                         hint="paths are relative to the file that names them")
-    return target
+    return target  # not a regular file, too large, ...: read_spec_bytes says so
 
 
-def _resolve(path: str, stack: tuple[str, ...] = ()) -> tuple[LocDict, list[LocDict]]:
+def _resolve(path: str, stack: tuple[str, ...] = (), roots: tuple[str, ...] = ()) -> tuple[LocDict, list[LocDict]]:
     """The document at ``path`` with its ``extends`` chain merged in.
 
     Returns the merged document and the ``expect`` mappings of files that select a column (they
@@ -250,7 +297,8 @@ def _resolve(path: str, stack: tuple[str, ...] = ()) -> tuple[LocDict, list[LocD
     doc = _read(path)
     overlays: list[LocDict] = []
     if "extends" in doc:
-        base, overlays = _resolve(_relative(doc, "extends", doc["extends"], path), stack + (real,))
+        base, overlays = _resolve(_relative(doc, "extends", doc["extends"], path, roots=roots), stack + (real,),
+                                  roots)
         child = doc
         if "column" in child and isinstance(child.get("expect"), LocDict):
             overlays = overlays + [child["expect"]]
@@ -263,7 +311,7 @@ def _resolve(path: str, stack: tuple[str, ...] = ()) -> tuple[LocDict, list[LocD
     return doc, overlays
 
 
-def _includes(doc: LocDict, path: str, stack: tuple[str, ...] = ()) -> tuple[dict, dict]:
+def _includes(doc: LocDict, path: str, stack: tuple[str, ...] = (), roots: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """Blocks and cells from ``include:`` files (recursively), by name, with their origin."""
     blocks: dict[str, tuple[Any, LocDict, str]] = {}
     cells: dict[str, tuple[Any, LocDict, str]] = {}
@@ -271,7 +319,7 @@ def _includes(doc: LocDict, path: str, stack: tuple[str, ...] = ()) -> tuple[dic
     if not isinstance(incs, list):
         raise SpecError("include takes a list of files", mark=doc.mark_of("include"), path=("include",))
     for i, inc in enumerate(incs):
-        target = _relative(doc, "include", inc, path, i)
+        target = _relative(doc, "include", inc, path, i, roots)
         real = os.path.realpath(target)
         if real in stack:
             continue
@@ -281,7 +329,7 @@ def _includes(doc: LocDict, path: str, stack: tuple[str, ...] = ()) -> tuple[dic
             k = sorted(unknown)[0]
             raise SpecError(f"an included file holds blocks: and cells: only, not '{k}'",
                             mark=sub.key_marks.get(k, sub.mark), path=(k,), code="include")
-        sb, sc = _includes(sub, target, stack + (real,))
+        sb, sc = _includes(sub, target, stack + (real,), roots)
         for table, key in ((sb, "blocks"), (sc, "cells")):
             if isinstance(sub.get(key), LocDict):
                 for name in sub[key]:
@@ -296,8 +344,9 @@ def _includes(doc: LocDict, path: str, stack: tuple[str, ...] = ()) -> tuple[dic
 
 
 def _load_doc(path: str) -> tuple[SpecDoc, LocDict, list[LocDict], dict, dict]:
-    raw, overlays = _resolve(path)
-    inc_blocks, inc_cells = _includes(raw, path)
+    roots = (project_root(path), *_ALLOWED)
+    raw, overlays = _resolve(path, roots=roots)
+    inc_blocks, inc_cells = _includes(raw, path, roots=roots)
     try:
         doc = SpecDoc.model_validate(dict(raw))
     except ValidationError as err:
@@ -495,15 +544,21 @@ def _network(path: str, doc: SpecDoc, raw: LocDict, raw_cols: LocDict, col: str 
         colraw = raw_cols[col]
         colvals = dict(colraw)
     name = colvals.get("name") if isinstance(colvals.get("name"), str) else None
+    name_mark, name_path = (colraw.mark_of("name"), ("columns", col, "name")) if name is not None else (None, ())
     if doc.column is not None and "name" in raw:
         name = doc.name  # a file that selects a column names its network
+        name_mark, name_path = raw.mark_of("name"), ("name",)
     if name is None:
         if single:
             name = doc.name
+            name_mark, name_path = raw.mark_of("name"), ("name",)
         elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(col)) and str(col).startswith(doc.name):
             name = str(col)  # resnet.yaml:resnet50 -> resnet50
+            name_mark, name_path = raw_cols.key_marks.get(col, raw_cols.mark), ("columns", col)
         else:
             name = re.sub(r"[^A-Za-z0-9_]+", "_", f"{doc.name}_{col}").strip("_").lower()  # vgg_a_lrn
+            name_mark, name_path = raw.mark_of("name"), ("name",)
+    check_network_name(name, name_mark, name_path)
     input_shape = tuple(colvals.get("input") or doc.input)
     num_classes = int(colvals.get("num_classes") or doc.num_classes)
     params = {k: v for k, v in colvals.items() if k not in COLUMN_KEYS}
@@ -558,6 +613,29 @@ def _network(path: str, doc: SpecDoc, raw: LocDict, raw_cols: LocDict, col: str 
                    input=input_shape, num_classes=num_classes, blocks=blocks, cells=cells,
                    expect=expect, expect_marks=expect_marks, expect_raw=expect_raw,
                    expect_key_marks=expect_key_marks)
+
+
+#: The most characters a network name may have (it names files: <name>.py, train_<name>.py).
+MAX_NAME = 100
+
+
+def check_network_name(name: str, mark: Mark | None, path: tuple) -> None:
+    """A network's name becomes ``<name>.py``, ``train_<name>.py`` and a class name: it must be a Python
+    identifier (not a keyword) of at most :data:`MAX_NAME` characters, so no name can point outside the
+    output folder (``../x``, ``/abs/path``) or fail to import."""
+    if (isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and not keyword.iskeyword(name)
+            and len(name) <= MAX_NAME):
+        return
+    text = str(name)
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    if not shown.isprintable():
+        shown = shown.encode("unicode_escape").decode("ascii")
+    why = f"is longer than {MAX_NAME} characters" if len(text) > MAX_NAME and re.fullmatch(
+        r"[A-Za-z_][A-Za-z0-9_]*", text) else ("is a Python keyword" if keyword.iskeyword(text)
+                                               else "is not an identifier")
+    raise SpecError(f"network name '{shown}' {why}", mark=mark, path=path, code="bad_name",
+                    hint="a network name becomes <name>.py and a class name: letters, digits and _, "
+                         "not starting with a digit")
 
 
 def _column_train(base: Any, colraw: LocDict, col: str) -> TrainRecipe:

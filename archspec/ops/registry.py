@@ -48,9 +48,10 @@ class OpError(Exception):
 
 
 class Attrs(BaseModel):
-    """Base of every op's attribute model: unknown keys are errors, values are immutable."""
+    """Base of every op's attribute model: unknown keys are errors, values are immutable, and a float
+    attribute is finite (`.nan`, `.inf` are errors: they would be emitted as bare `nan`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,8 @@ def _is_num(value: Any) -> bool:
 def _check_value(value: Any, offset: int | None) -> Any:
     if isinstance(value, complex):
         raise ExprError("result is not a real number", offset=offset)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExprError("result is not a finite number", offset=offset)
     if _is_num(value) and abs(value) > MAX_MAGNITUDE:
         raise ExprError("value too large", offset=offset, hint="values are limited to 10**30")
     return value

@@ -29,11 +29,16 @@ Safety rules -- a spec is plain data and loading one must never run code or exha
 * A file holds exactly one document; an empty file (or one holding only comments) loads as
   ``None``.
 * Syntax, encoding and file-system problems are all reported as :class:`SpecError` with a mark.
+* Only regular files are read, at most :data:`MAX_SPEC_BYTES` (``ARCHSPEC_MAX_SPEC_BYTES``) bytes
+  of them (:func:`read_spec_bytes`); a float that is not finite (``.nan``, ``.inf``, ``1e999``) is
+  an error (``non_finite``).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,6 +55,8 @@ __all__ = [
     "MAX_NODES",
     "load_yaml",
     "loads_yaml",
+    "max_spec_bytes",
+    "read_spec_bytes",
     "mark_at",
     "raw_at",
 ]
@@ -197,12 +204,22 @@ class _Converter:
 
     # -- conversion --------------------------------------------------------------------------------
 
-    def convert(self, node: Node) -> Any:
+    def convert(self, node: Node, path: tuple = ()) -> Any:
         if isinstance(node, ScalarNode):
-            return self.scalar(node)
+            value = self.scalar(node)
+            if isinstance(value, float) and not math.isfinite(value):
+                text = node.value if len(node.value) <= 24 else node.value[:21] + "..."
+                raise SpecError(
+                    f"{text} is not a finite number",
+                    mark=self.mark(node),
+                    path=path,
+                    hint="numbers in a spec are finite: .nan, .inf and literals beyond 1.8e308 are errors",
+                    code="non_finite",
+                )
+            return value
         if isinstance(node, SequenceNode):
-            return self.sequence(node)
-        return self.mapping(node)
+            return self.sequence(node, path)
+        return self.mapping(node, path)
 
     def scalar(self, node: ScalarNode) -> Any:
         tag = node.tag
@@ -224,11 +241,11 @@ class _Converter:
                 code="yaml_value",
             ) from None
 
-    def sequence(self, node: SequenceNode) -> LocList:
+    def sequence(self, node: SequenceNode, path: tuple = ()) -> LocList:
         out = LocList()
         out.mark = self.mark(node)
         for i, item in enumerate(node.value):
-            out.append(self.convert(item))
+            out.append(self.convert(item, path + (i,)))
             out.item_marks.append(self.mark(item))
             if isinstance(item, ScalarNode):
                 out.raw[i] = item.value
@@ -250,7 +267,7 @@ class _Converter:
             return node.value
         return value
 
-    def mapping(self, node: MappingNode) -> LocDict:
+    def mapping(self, node: MappingNode, path: tuple = ()) -> LocDict:
         out = LocDict()
         out.mark = self.mark(node)
         explicit: dict[Any, Node] = {}  # key -> key node, for duplicate detection
@@ -272,7 +289,7 @@ class _Converter:
 
         for key, key_node, value_node in pairs:
             if key is _MERGE_KEY:
-                for source in self.merge_sources(value_node):
+                for source in self.merge_sources(value_node, path):
                     for k, v in source.items():
                         if k in explicit or k in out:
                             continue  # explicit keys and earlier merge sources win
@@ -282,18 +299,18 @@ class _Converter:
                         if k in source.raw:
                             out.raw[k] = source.raw[k]
                 continue
-            out[key] = self.convert(value_node)
+            out[key] = self.convert(value_node, path + (key,))
             out.key_marks[key] = self.mark(key_node)
             out.value_marks[key] = self.mark(value_node)
             if isinstance(value_node, ScalarNode):
                 out.raw[key] = value_node.value
         return out
 
-    def merge_sources(self, node: Node) -> list[LocDict]:
+    def merge_sources(self, node: Node, path: tuple = ()) -> list[LocDict]:
         if isinstance(node, MappingNode):
-            return [self.mapping(node)]
+            return [self.mapping(node, path)]
         if isinstance(node, SequenceNode) and all(isinstance(n, MappingNode) for n in node.value):
-            return [self.mapping(n) for n in node.value]
+            return [self.mapping(n, path) for n in node.value]
         raise SpecError(
             "merge key '<<' needs a mapping or a list of mappings",
             mark=self.mark(node),
@@ -385,6 +402,91 @@ def loads_yaml(text: str, *, filename: str = "<string>") -> Any:
         loader.dispose()
 
 
+#: Largest spec file archspec reads, in bytes; the environment variable ``ARCHSPEC_MAX_SPEC_BYTES``
+#: overrides it.
+MAX_SPEC_BYTES = 4 * 1024 * 1024
+
+
+def max_spec_bytes() -> int:
+    """The size cap on spec files: ``ARCHSPEC_MAX_SPEC_BYTES`` if set, else :data:`MAX_SPEC_BYTES`."""
+    text = os.environ.get("ARCHSPEC_MAX_SPEC_BYTES", "").strip()
+    if not text:
+        return MAX_SPEC_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SpecError(
+            f"ARCHSPEC_MAX_SPEC_BYTES must be a positive number of bytes, got {text[:20]!r}",
+            code="usage",
+        )
+    return value
+
+
+def read_spec_bytes(path: str | os.PathLike, name: str | None = None) -> bytes:
+    """The bytes of the spec file at ``path``; every failure is a :class:`SpecError` at ``name:1:1``.
+
+    Only a regular file is read (a FIFO, a device such as ``/dev/zero`` or a socket is refused
+    before it is opened, and the file is opened non-blocking and checked again), and at most
+    :func:`max_spec_bytes` + 1 bytes of it. The file name must be UTF-8. No message quotes the
+    file's content.
+    """
+    name = name if name is not None else os.fspath(path)
+    mark = Mark(name, 1, 1)
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError("the file name is not valid UTF-8", mark=mark,
+                        hint="rename the spec file", code="encoding") from None
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise SpecError("no such file", mark=mark, hint=f"looked for {os.path.abspath(path)}",
+                        code="missing_file") from None
+    except OSError as err:
+        raise SpecError(f"cannot read file: {err.strerror or err}", mark=mark,
+                        code="unreadable_file") from None
+    not_regular = SpecError("not a regular file (a FIFO, device or socket is never read)", mark=mark,
+                            hint="give the path of a .yaml file", code="not_a_file")
+    if stat.S_ISDIR(st.st_mode):
+        raise SpecError("is a directory", mark=mark, hint="give the path of a .yaml file", code="not_a_file")
+    if not stat.S_ISREG(st.st_mode):
+        raise not_regular
+    cap = max_spec_bytes()
+    too_large = SpecError(f"file too large: more than {cap} bytes", mark=mark,
+                          hint="the limit is set by ARCHSPEC_MAX_SPEC_BYTES (default 4 MiB)",
+                          code="too_large")
+    if st.st_size > cap:
+        raise too_large
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise SpecError(f"cannot read file: {err.strerror or err}", mark=mark,
+                        code="unreadable_file") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for something else since os.stat
+            raise not_regular
+        chunks: list[bytes] = []
+        left = cap + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as err:
+        raise SpecError(f"cannot read file: {err.strerror or err}", mark=mark,
+                        code="unreadable_file") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > cap:
+        raise too_large
+    return data
+
+
 def load_yaml(
     path: str | os.PathLike,
     *,
@@ -398,29 +500,7 @@ def load_yaml(
     """
     name = display_name if display_name is not None else str(path)
     if text is None:
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError:
-            raise SpecError(
-                "no such file",
-                mark=Mark(name, 1, 1),
-                hint=f"looked for {os.path.abspath(path)}",
-                code="missing_file",
-            ) from None
-        except IsADirectoryError:
-            raise SpecError(
-                "is a directory",
-                mark=Mark(name, 1, 1),
-                hint="give the path of a .yaml file",
-                code="not_a_file",
-            ) from None
-        except OSError as err:
-            raise SpecError(
-                f"cannot read file: {err.strerror or err}",
-                mark=Mark(name, 1, 1),
-                code="unreadable_file",
-            ) from None
+        data = read_spec_bytes(path, name)
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as err:
