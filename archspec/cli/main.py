@@ -59,6 +59,18 @@ def _guard(fn: Callable[[], Any]) -> Any:
         raise typer.Exit(1)
 
 
+#: --max-nodes / --max-edges, on every command that lowers a spec (archspec.limits)
+_MAX_NODES = typer.Option(None, "--max-nodes", min=1, metavar="N",
+                          help="refuse a network of more than N nodes (default 100,000)")
+_MAX_EDGES = typer.Option(None, "--max-edges", min=1, metavar="N",
+                          help="refuse a network whose layers have more than N inputs in all (default 1,000,000)")
+
+
+def _limits(max_nodes: Optional[int], max_edges: Optional[int]) -> None:
+    from ..limits import configure
+    configure(max_nodes, max_edges)
+
+
 def _refs(specs: Optional[list[str]]) -> list[str]:
     from ..load import expand_refs, split_ref
     if not specs:
@@ -108,10 +120,12 @@ def stats(
     per_layer: bool = typer.Option(False, "--per-layer", help="one row per layer"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
     input: Optional[str] = typer.Option(None, "--input", help="override the input size: C,H,W"),
+    max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES,
 ) -> None:
     """Shapes, parameters, MACs and activations — statically, without torch.
 
     MACs are multiply-accumulates of conv, linear and attention for one image (ResNet's "FLOPs")."""
+    _limits(max_nodes, max_edges)
     override = _parse_input(input)
     results = _guard(lambda: _compile_all(specs, override))
     from ..analysis import human
@@ -197,12 +211,14 @@ def _emit_table(header: list[str], rows: list[list[str]], fmt: Format, title: st
 def check(
     specs: Optional[list[str]] = typer.Argument(None, help="spec files, FILE:COLUMN, or folders (default: specs/)"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
+    max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES,
 ) -> None:
     """Compare every expect: entry with the analysis; exit 1 on any mismatch.
 
     Errata and variants (printed numbers that no reading of the architecture gives, kept as
     printed with the derived count and the reason) are listed apart from passes and failures."""
     from ..check import check_network
+    _limits(max_nodes, max_edges)
 
     def run():
         rows = []
@@ -243,11 +259,13 @@ def build(
     out: str = typer.Option("generated", "-o", "--out", help="output folder (mirrors specs/)"),
     all_: bool = typer.Option(False, "--all", help="build the whole zoo (specs/)"),
     check_only: bool = typer.Option(False, "--check", help="render in memory and list files that differ"),
+    max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES,
 ) -> None:
     """Emit standalone PyTorch modules (torch only) from specs, through templates/."""
     from pathlib import Path
 
     from ..codegen import render_specs, stale_outputs, write_outputs
+    _limits(max_nodes, max_edges)
     if not specs and not all_ and not check_only:
         raise typer.BadParameter("name spec files, or use --all for the zoo")
     refs = _guard(lambda: _refs(specs if specs else None))
@@ -280,10 +298,12 @@ def diff(
     a: str = typer.Argument(..., help="a spec or FILE:COLUMN naming one network"),
     b: str = typer.Argument(..., help="the network to compare it with"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
+    max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES,
 ) -> None:
     """What changed from A to B: layers added, removed or changed, and the param/MAC deltas."""
     from ..analysis import human
     from ..analysis.diff import diff_networks
+    _limits(max_nodes, max_edges)
 
     def one(ref: str):
         nets = _compile_all([ref])
@@ -324,8 +344,10 @@ def _val(v) -> str:
 
 # --------------------------------------------------------------------------------- validate
 @app.command()
-def validate(specs: list[str] = typer.Argument(..., help="spec files or FILE:COLUMN")) -> None:
+def validate(specs: list[str] = typer.Argument(..., help="spec files or FILE:COLUMN"),
+             max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES) -> None:
     """Parse, shape-check and render in memory (nothing is written)."""
+    _limits(max_nodes, max_edges)
     results = _guard(lambda: _compile_all(specs))
 
     def render():  # what build would reject (init:, code-generation limits), without writing
