@@ -67,8 +67,9 @@ _MAX_EDGES = typer.Option(None, "--max-edges", min=1, metavar="N",
 
 
 def _limits(max_nodes: Optional[int], max_edges: Optional[int]) -> None:
-    from ..limits import configure
-    configure(max_nodes, max_edges)
+    """Set the limits for this command: the flags, or the defaults (never the last command's)."""
+    from ..limits import DEFAULT_MAX_EDGES, DEFAULT_MAX_NODES, configure
+    configure(max_nodes or DEFAULT_MAX_NODES, max_edges or DEFAULT_MAX_EDGES)
 
 
 def _refs(specs: Optional[list[str]]) -> list[str]:
