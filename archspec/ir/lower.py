@@ -156,7 +156,7 @@ class Lowerer:
         self.block_depth = 0
         self.limits = limits()
         self.edges = 0  # inputs over all nodes so far
-        self.repetitions = 0  # repeat: and dense: iterations so far
+        self.empty_repetitions = 0  # repeat: iterations that lowered to no node (a false when:)
         if symbolic and isinstance(self.globals.get("num_classes"), int):
             self.globals["num_classes"] = Sym(self.globals["num_classes"], "num_classes")
 
@@ -214,18 +214,18 @@ class Lowerer:
             code: str = "spec_error") -> SpecError:
         return SpecError(msg, mark=mark, path=path, hint=hint, code=code)
 
-    def budget(self, reps: int, nodes: int, edges: int, mark: Mark | None, path: tuple, what: str) -> None:
+    def budget(self, nodes: int, edges: int, mark: Mark | None, path: tuple, what: str) -> None:
         """Refuse, before lowering anything, a repetition that would take the graph past the limits
-        (archspec.limits): ``reps`` iterations that lower to at least ``nodes`` nodes and ``edges``
-        inputs."""
+        (archspec.limits): one that lowers to at least ``nodes`` nodes and ``edges`` inputs."""
         lim = self.limits
-        self.repetitions += reps
-        if nodes > lim.max_nodes - len(self.graph) or self.repetitions > lim.max_nodes:
-            raise self.err(f"{what} gives at least {nodes:,} nodes; a network may have at most "
-                           f"{lim.max_nodes:,}", mark, path, f"raise the limit with --max-nodes N", "limit")
+        if nodes > lim.max_nodes - len(self.graph):
+            raise self.err(f"{what} gives at least {nodes:,} more nodes, {len(self.graph) + nodes:,} in all; "
+                           f"a network may have at most {lim.max_nodes:,}", mark, path,
+                           "raise the limit with --max-nodes N", "limit")
         if edges > lim.max_edges - self.edges:
-            raise self.err(f"{what} gives at least {edges:,} edges (inputs of its layers); a network may have "
-                           f"at most {lim.max_edges:,}", mark, path, "raise the limit with --max-edges N", "limit")
+            raise self.err(f"{what} gives at least {edges:,} more edges (inputs of layers), {self.edges + edges:,} "
+                           f"in all; a network may have at most {lim.max_edges:,}", mark, path,
+                           "raise the limit with --max-edges N", "limit")
 
     def shape(self, nid: str) -> Shape:
         return self.graph.node(nid).shape
@@ -572,7 +572,7 @@ class Lowerer:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise self.err(f"repeat must be a positive integer, got {n!r}", rmark, path + ("repeat",),
                            code="bad_repeat")
-        self.budget(n, n, 0, rmark, path + ("repeat",), f"repeat: {n}")  # each repetition is >= 1 node
+        self.budget(n, 0, rmark, path + ("repeat",), f"repeat: {n}")  # each repetition is >= 1 node
         hint = name if name is not None else _hint(head)
         local = fr.claim(hint, name is not None, mark, path)
         seq = Frame(path=fr.child_path(local), kind="seq", input=x, parent=fr)
@@ -600,7 +600,15 @@ class Lowerer:
                     if isinstance(first, LocDict):
                         merged.value_marks[k] = first.mark_of(k)
                 call[head] = merged
+            before = len(self.graph)
             out = self.layer(_as_locdict(call, expr), out, seq, {**env, "i": i}, mark, path, names[i])
+            if len(self.graph) == before:  # nothing lowered: bound these too, as if each were a node
+                self.empty_repetitions += 1
+                if self.empty_repetitions + len(self.graph) > self.limits.max_nodes:
+                    raise self.err(f"repetitions that lower to nothing (a false when:) count as nodes: "
+                                   f"{self.empty_repetitions:,} and {len(self.graph):,} nodes are more than the "
+                                   f"{self.limits.max_nodes:,} a network may have", rmark, path + ("repeat",),
+                                   "raise the limit with --max-nodes N", "limit")
         self.graph.modules[seq.path].output = out
         fr.names[local] = out
         self.graph.named[seq.path] = out
@@ -629,7 +637,7 @@ class Lowerer:
             raise self.err(f"repeat must be a positive integer, got {n!r}", rmark, path + ("repeat",),
                            code="bad_repeat")
         # n layers and n + 1 concatenations; concatenation j reads j + 1 outputs, the last n + 1
-        self.budget(n, 2 * n + 1, (n + 1) * (n + 2) // 2 + n, rmark, path + ("repeat",),
+        self.budget(2 * n + 1, (n + 1) * (n + 2) // 2 + n, rmark, path + ("repeat",),
                     f"dense: with repeat: {n}")
         names = self.repeat_names(expr, n, env, mark, path)
         local = fr.claim(name if name is not None else head, name is not None, mark, path)

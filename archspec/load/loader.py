@@ -380,8 +380,8 @@ def _cell_table(doc: SpecDoc, raw: LocDict, extra_marks: dict) -> list[Cell]:
             # match makes the regex engine try them all: exponential in the number of captures.
             if not re.search(r"\D", between):
                 key_mark = raw_cells.key_marks.get(pattern, mark) if isinstance(raw_cells, LocDict) else mark
-                raise SpecError(f"cell pattern '{_clip(pattern)}': {{{caps[j]}}} and {{{caps[j + 1]}}} have no "
-                                f"separator, so a number could be split between them in many ways",
+                raise SpecError(f"the captures {{{caps[j]}}} and {{{caps[j + 1]}}} have no separator, so a "
+                                f"number could be split between them in many ways",
                                 mark=key_mark, path=("cells", pattern), code="bad_pattern",
                                 hint="put a character that is not a digit between captures: 'conv{k}-{out}'")
         rx = "".join(
@@ -393,11 +393,6 @@ def _cell_table(doc: SpecDoc, raw: LocDict, extra_marks: dict) -> list[Cell]:
             raise SpecError(f"bad cell pattern '{pattern}': {e}", mark=mark, path=("cells", pattern)) from None
         out.append(Cell(pattern, regex, caps, body, mark))
     return out
-
-
-def _clip(text: str) -> str:
-    text = text if len(text) <= 60 else text[:57] + "..."
-    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
 
 
 def resolve_params(values: dict[str, Any], base_env: dict[str, Any], marks: dict[str, Mark | None],
