@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install pyc zoo-doc clean
+.PHONY: demo test install pyc zoo-doc clean fuzz-hostile
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,12 @@ demo: pyc
 test: pyc
 	$(BIN)/archspec check > /dev/null
 	$(BIN)/python -m pytest
+
+# hostile mutants of the zoo through validate and stats, each run under RLIMIT_AS 1 GB and a 20 s
+# timeout: fails on any traceback, hang or over-memory (benchmarks/fuzz_hostile.py; N=10000 for a long run)
+N ?= 1000
+fuzz-hostile: pyc
+	$(BIN)/python benchmarks/fuzz_hostile.py --n $(N) --jobs 2
 
 # docs/zoo.md: the whole zoo in one table (regenerate after changing specs/)
 zoo-doc: $(STAMP)
