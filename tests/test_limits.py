@@ -216,3 +216,45 @@ def test_parameters_in_a_spec_file(tmp_path: Path):
     assert g.output_shape == (4, 32, 32)
     f2 = write(tmp_path, HEAD + "params:\n  a: $b\n  b: $nope\nnetwork:\n  - relu\n", "bad.yaml")
     assert_error(run_cli("stats", f2), f2, 5, 6, "unknown name 'nope' in 'nope'", "params.b")
+
+
+# ------------------------------------------------------------------------------- found by fuzzing
+# benchmarks/fuzz_hostile.py, seed 1: each of these was a traceback or a multi-line "error" before.
+@pytest.mark.parametrize("text, line, col, message", [
+    (HEAD + 'network:\n  - "\\t\\n"\n', 4, 5, "network[0]: unknown op or block '\\t\\n'"),
+    (HEAD + 'network:\n  - "a\\0b"\n', 4, 5, "network[0]: unknown op or block 'a\\x00b'"),
+    ('extends: "\\t\\n"\n' + HEAD + "network: [relu]\n", 1, 10, "extends: no such file '\\t\\n' (looked for "),
+    (HEAD + 'paper: {"\\t\\n": 1}\nnetwork: [relu]\n', 3, 9, "paper: unknown key '\\t\\n'"),
+])
+def test_an_error_naming_a_control_character_stays_one_line(tmp_path: Path, text: str, line: int, col: int,
+                                                             message: str):
+    f = write(tmp_path, text)
+    assert message in assert_error(run_cli("stats", f), f, line, col, "")
+
+
+def test_a_strict_parameter_that_does_not_parse(tmp_path: Path):
+    f = write(tmp_path, HEAD + "params:\n  p1: 2\n  p2: $p}1 + p1\nnetwork: [relu]\n")
+    assert_error(run_cli("stats", f), f, 5, 7, "bad expression 'p}1 + p1': unexpected character '}'", "params.p2")
+
+
+@pytest.mark.parametrize("column, line, col, message", [
+    ("a", 4, 14, "input is a list of sizes such as [3, 224, 224], got 'abc'"),
+    ("b", 5, 14, "input sizes must be positive"),
+    ("c", 6, 14, "input sizes are at most 65,536"),
+    ("d", 7, 20, "num_classes is a positive integer, got 'x'"),
+    ("e", 8, 20, "num_classes is a positive integer, got 0"),
+])
+def test_a_column_input_and_num_classes_are_checked(tmp_path: Path, column: str, line: int, col: int,
+                                                    message: str):
+    f = write(tmp_path, HEAD + 'columns:\n  a: {input: "abc"}\n  b: {input: [0, 1]}\n'
+              "  c: {input: [3, 9223372036854775808, 2]}\n  d: {num_classes: x}\n  e: {num_classes: 0}\n"
+              "network: [{conv: {out: 4, kernel: 1}}, flatten, {linear: num_classes}]\n")
+    assert_error(run_cli("validate", f + ":" + column), f, line, col, message, f"columns.{column}")
+
+
+def test_a_huge_input_is_refused(tmp_path: Path):
+    """[2^63, 299, 299] reached the training-script template, which builds a per-channel list."""
+    f = write(tmp_path, "name: t\ninput: [9223372036854775808, 299, 299]\nnetwork: [relu]\n")
+    assert_error(run_cli("validate", f), f, 2, 8, "input sizes are at most 65,536", "input")
+    r = run_cli("stats", "specs/lenet5.yaml", "--input", "1,65537,32")
+    assert r.exit_code == 2 and "--input takes sizes up to 65,536" in r.stderr

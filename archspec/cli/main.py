@@ -99,6 +99,9 @@ def _parse_input(text: Optional[str]) -> Optional[tuple[int, ...]]:
         raise typer.BadParameter(f"--input takes C,H,W such as 3,224,224; got {text!r}") from None
     if not dims or any(d <= 0 for d in dims):
         raise typer.BadParameter(f"--input takes positive sizes, got {text!r}")
+    from ..spec.model import MAX_INPUT_SIZE
+    if any(d > MAX_INPUT_SIZE for d in dims):
+        raise typer.BadParameter(f"--input takes sizes up to {MAX_INPUT_SIZE:,}, got {text!r}")
     return dims
 
 

@@ -421,7 +421,11 @@ def resolve_params(values: dict[str, Any], base_env: dict[str, Any], marks: dict
     # chain of n parameters that refer to each other resolves in O(n), in any order.
     waiting: dict[str, Any] = {}
     for k, text in pending.items():
-        expr = parse(text)
+        try:
+            expr = parse(text)
+        except ExprError as e:
+            raise SpecError(f"bad expression '{text}': {e.message}", mark=marks.get(k), path=path + (k,),
+                            hint=e.hint, code="expression") from None
         names = expr.names()
         if names <= env.keys():
             _evaluate(k, text, expr, env, marks, path)
@@ -542,6 +546,9 @@ def _network(path: str, doc: SpecDoc, raw: LocDict, raw_cols: LocDict, col: str 
             name = str(col)  # resnet.yaml:resnet50 -> resnet50
         else:
             name = re.sub(r"[^A-Za-z0-9_]+", "_", f"{doc.name}_{col}").strip("_").lower()  # vgg_a_lrn
+    for key in ("input", "num_classes"):
+        if key in colvals:
+            _check_column_value(colraw, col, key, colvals[key])
     input_shape = tuple(colvals.get("input") or doc.input)
     num_classes = int(colvals.get("num_classes") or doc.num_classes)
     params = {k: v for k, v in colvals.items() if k not in COLUMN_KEYS}
@@ -596,6 +603,27 @@ def _network(path: str, doc: SpecDoc, raw: LocDict, raw_cols: LocDict, col: str 
                    input=input_shape, num_classes=num_classes, blocks=blocks, cells=cells,
                    expect=expect, expect_marks=expect_marks, expect_raw=expect_raw,
                    expect_key_marks=expect_key_marks)
+
+
+def _check_column_value(colraw: Any, col: str, key: str, value: Any) -> None:
+    """A column's input: and num_classes: follow the file-level rules (spec.model.SpecDoc)."""
+    from ..spec.model import check_input_shape
+    mark = colraw.mark_of(key) if isinstance(colraw, LocDict) else None
+    path = ("columns", col, key)
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+    if key == "num_classes":
+        if not is_int(value) or value < 1:
+            raise SpecError(f"num_classes is a positive integer, got {value!r}", mark=mark, path=path, code="type")
+        return
+    if not isinstance(value, list) or not all(is_int(d) for d in value):
+        raise SpecError(f"input is a list of sizes such as [3, 224, 224], got {value!r}", mark=mark, path=path,
+                        code="type")
+    try:
+        check_input_shape(value)
+    except ValueError as e:
+        raise SpecError(str(e), mark=mark, path=path, code="value_error") from None
 
 
 def _column_train(base: Any, colraw: LocDict, col: str) -> TrainRecipe:
