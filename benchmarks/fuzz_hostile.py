@@ -13,7 +13,8 @@ written next to a copy of its seed in a private copy of ``specs/`` (so ``include
 still resolve), then ``archspec validate`` and ``archspec stats`` run on it.
 
 Speed: the harness imports archspec once and **forks one child per command** (no interpreter
-start-up per case). The child sets ``RLIMIT_AS`` (1 GB by default) and ``RLIMIT_CPU`` (the timeout,
+start-up per case). The child sets ``RLIMIT_AS`` (1 GiB by default, on top of the address space it
+inherits: ~100 MB here, more in a test process) and ``RLIMIT_CPU`` (the timeout,
 20 s of CPU time), sends its stdout and stderr to files and runs the typer app in-process, as
 ``python -m archspec`` would; the parent keeps ``--jobs`` children running and kills one that is
 still running after three times the timeout of wall-clock time. The timeout is CPU time because the
@@ -239,7 +240,10 @@ def child(argv: list[str], out_path: str, err_path: str, mem_bytes: int, cpu_s: 
     """In the forked child: limits, redirected output, the CLI in-process; never returns."""
     code = EXIT_EXCEPTION
     try:
-        resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
+        # the budget is on top of what the fork inherits (about 100 MB from this script; more from a
+        # test process that has compiled the zoo), so a child starts with the same room to work in
+        limit = _address_space() + mem_bytes
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 2))
         out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -265,6 +269,15 @@ def child(argv: list[str], out_path: str, err_path: str, mem_bytes: int, cpu_s: 
         code = EXIT_MEMORY
     finally:
         os._exit(code)
+
+
+def _address_space() -> int:
+    """Bytes of virtual memory this process maps now (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def classify(status: int, killed: bool, stderr: str, stdout: str) -> str:
