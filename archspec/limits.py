@@ -11,8 +11,8 @@ the node budget, so a hostile spec ends in milliseconds with one error line nami
   about ``n²/2``: its ``n + 1`` concatenations read every earlier layer, which is inherent to the
   graph, so the cap is what bounds it: 1,000,000 allows dense blocks of ~1,400 layers; DenseNet-264's
   largest has 64);
-* repetitions (``repeat:`` and ``dense:`` iterations) in one network count against the node budget
-  too, so a repetition that lowers to nothing (a ``when:`` that is false) cannot loop unbounded.
+* a ``repeat:`` iteration that lowers to nothing (a ``when:`` that is false) counts against the node
+  budget as if it were a node, so nested repetitions of nothing cannot loop unbounded.
 
 ``archspec stats|check|validate|build|diff --max-nodes N --max-edges N`` change them for one run
 (:func:`configure`); :func:`limits` reads the current values.
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_MAX_NODES", "DEFAULT_MAX_EDGES", "Limits", "limits", "configure"]
+__all__ = ["DEFAULT_MAX_NODES", "DEFAULT_MAX_EDGES", "Limits", "limits", "configure", "restore"]
 
 DEFAULT_MAX_NODES = 100_000
 DEFAULT_MAX_EDGES = 1_000_000
