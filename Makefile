@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all fuzz install pyc zoo-doc clean
+.PHONY: demo test test-all fuzz fuzz-hostile install pyc zoo-doc clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,12 @@ test-all: test
 # the compiler contract on 10,000 random specs (issue #10; a run is recorded in docs/benchmarks.md)
 fuzz: pyc
 	$(BIN)/python benchmarks/fuzz.py --n 10000 --jobs 2
+
+# hostile mutants of the zoo through validate and stats, each run under RLIMIT_AS 1 GB and a 20 s
+# timeout: fails on any traceback, hang or over-memory (benchmarks/fuzz_hostile.py; N=10000 for a long run)
+N ?= 1000
+fuzz-hostile: pyc
+	$(BIN)/python benchmarks/fuzz_hostile.py --n $(N) --jobs 2
 
 # docs/zoo.md: the whole zoo in one table (regenerate after changing specs/)
 zoo-doc: $(STAMP)

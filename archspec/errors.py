@@ -56,6 +56,14 @@ def format_path(path: tuple | list) -> str:
     return out
 
 
+def _one_line(text: str) -> str:
+    """``text`` with its unprintable characters escaped (a name from the spec may hold a newline or a
+    NUL): the error stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class SpecError(Exception):
     """A user-facing error in a spec (or in how archspec was called on it)."""
 
@@ -76,11 +84,11 @@ class SpecError(Exception):
         self.code = code
 
     def format(self) -> str:
-        where = str(self.mark) if self.mark else "<spec>:1:1"
+        where = _one_line(str(self.mark)) if self.mark else "<spec>:1:1"
         key = f"{self.path}: " if self.path else ""
-        text = f"{where}: error: {key}{self.message}"
+        text = f"{where}: error: {key}{_one_line(self.message)}"
         if self.hint:
-            text += f"\n  hint: {self.hint}"
+            text += f"\n  hint: {_one_line(self.hint)}"
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:  # a non-UTF-8 file name in the message: never a traceback

@@ -73,6 +73,19 @@ def _allow(dirs: Optional[list[str]]) -> None:
     allow_paths(dirs or [])
 
 
+#: --max-nodes / --max-edges, on every command that lowers a spec (archspec.limits)
+_MAX_NODES = typer.Option(None, "--max-nodes", min=1, metavar="N",
+                          help="refuse a network of more than N nodes (default 100,000)")
+_MAX_EDGES = typer.Option(None, "--max-edges", min=1, metavar="N",
+                          help="refuse a network whose layers have more than N inputs in all (default 1,000,000)")
+
+
+def _limits(max_nodes: Optional[int], max_edges: Optional[int]) -> None:
+    """Set the limits for this command: the flags, or the defaults (never the last command's)."""
+    from ..limits import DEFAULT_MAX_EDGES, DEFAULT_MAX_NODES, configure
+    configure(max_nodes or DEFAULT_MAX_NODES, max_edges or DEFAULT_MAX_EDGES)
+
+
 def _refs(specs: Optional[list[str]]) -> list[str]:
     from ..load import expand_refs, split_ref
     if not specs:
@@ -100,6 +113,9 @@ def _parse_input(text: Optional[str]) -> Optional[tuple[int, ...]]:
         raise typer.BadParameter(f"--input takes C,H,W such as 3,224,224; got {text!r}") from None
     if not dims or any(d <= 0 for d in dims):
         raise typer.BadParameter(f"--input takes positive sizes, got {text!r}")
+    from ..spec.model import MAX_INPUT_SIZE
+    if any(d > MAX_INPUT_SIZE for d in dims):
+        raise typer.BadParameter(f"--input takes sizes up to {MAX_INPUT_SIZE:,}, got {text!r}")
     return dims
 
 
@@ -123,11 +139,13 @@ def stats(
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
     input: Optional[str] = typer.Option(None, "--input", help="override the input size: C,H,W"),
     allow_path: Optional[list[str]] = ALLOW_PATH,
+    max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES,
 ) -> None:
     """Shapes, parameters, MACs and activations — statically, without torch.
 
     MACs are multiply-accumulates of conv, linear and attention for one image (ResNet's "FLOPs")."""
     _allow(allow_path)
+    _limits(max_nodes, max_edges)
     override = _parse_input(input)
     results = _guard(lambda: _compile_all(specs, override))
     from ..analysis import human
@@ -214,6 +232,7 @@ def check(
     specs: Optional[list[str]] = typer.Argument(None, help="spec files, FILE:COLUMN, or folders (default: specs/)"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
     allow_path: Optional[list[str]] = ALLOW_PATH,
+    max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES,
 ) -> None:
     """Compare every expect: entry with the analysis; exit 1 on any mismatch.
 
@@ -221,6 +240,7 @@ def check(
     printed with the derived count and the reason) are listed apart from passes and failures."""
     from ..check import check_network
     _allow(allow_path)
+    _limits(max_nodes, max_edges)
 
     def run():
         rows = []
@@ -262,12 +282,14 @@ def build(
     all_: bool = typer.Option(False, "--all", help="build the whole zoo (specs/)"),
     check_only: bool = typer.Option(False, "--check", help="render in memory and list files that differ"),
     allow_path: Optional[list[str]] = ALLOW_PATH,
+    max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES,
 ) -> None:
     """Emit standalone PyTorch modules (torch only) from specs, through templates/."""
     from pathlib import Path
 
     from ..codegen import render_specs, stale_outputs, write_outputs
     from ..codegen.writer import clean_temp_files, stale_temp_files
+    _limits(max_nodes, max_edges)
     if not specs and not all_ and not check_only:
         raise typer.BadParameter("name spec files, or use --all for the zoo")
     _allow(allow_path)
@@ -308,11 +330,13 @@ def diff(
     b: str = typer.Argument(..., help="the network to compare it with"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
     allow_path: Optional[list[str]] = ALLOW_PATH,
+    max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES,
 ) -> None:
     """What changed from A to B: layers added, removed or changed, and the param/MAC deltas."""
     from ..analysis import human
     from ..analysis.diff import diff_networks
     _allow(allow_path)
+    _limits(max_nodes, max_edges)
 
     def one(ref: str):
         nets = _compile_all([ref])
@@ -354,9 +378,11 @@ def _val(v) -> str:
 # --------------------------------------------------------------------------------- validate
 @app.command()
 def validate(specs: list[str] = typer.Argument(..., help="spec files or FILE:COLUMN"),
-             allow_path: Optional[list[str]] = ALLOW_PATH) -> None:
+             allow_path: Optional[list[str]] = ALLOW_PATH,
+             max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES) -> None:
     """Parse, shape-check and render in memory (nothing is written)."""
     _allow(allow_path)
+    _limits(max_nodes, max_edges)
     results = _guard(lambda: _compile_all(specs))
 
     def render():  # what build would reject (init:, code-generation limits), without writing

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from .._gc import paused_gc
 from ..errors import Mark, SpecError
+from ..limits import limits
 from ..load.loader import REQUIRED, TYPES, Block, Network, pydantic_error
 from ..ops import REGISTRY, OpError, Shape, get_op
 from ..spec.expr import ExprError, parse, to_python
@@ -91,6 +92,7 @@ class Frame:
     pending: set[str] = field(default_factory=set)
     taken: set[str] = field(default_factory=set)
     counter: int = 0
+    hint_next: dict[str, int] = field(default_factory=dict)  # hint -> the next suffix to try
 
     def child_path(self, local: str) -> str:
         return f"{self.path}.{local}" if self.path else local
@@ -122,10 +124,14 @@ class Frame:
             self.counter += 1
             self.taken.add(name)
             return name
-        name, n = hint, 0
+        # the smallest free suffix only grows (names are never released), so each hint resumes where
+        # it stopped: n unnamed relus cost O(n), not O(n²)
+        n = self.hint_next.get(hint, 0)
+        name = hint if n == 0 else f"{hint}_{n}"
         while name in self.taken:
             n += 1
             name = f"{hint}_{n}"
+        self.hint_next[hint] = n
         self.taken.add(name)
         return name
 
@@ -178,6 +184,9 @@ class Lowerer:
         self.sym_shapes: dict[str, tuple] = {}
         self.guards: list[str] = []
         self.block_depth = 0
+        self.limits = limits()
+        self.edges = 0  # inputs over all nodes so far
+        self.empty_repetitions = 0  # repeat: iterations that lowered to no node (a false when:)
         if symbolic and isinstance(self.globals.get("num_classes"), int):
             self.globals["num_classes"] = Sym(self.globals["num_classes"], "num_classes")
 
@@ -237,6 +246,19 @@ class Lowerer:
     def err(self, msg: str, mark: Mark | None, path: tuple, hint: str | None = None,
             code: str = "spec_error") -> SpecError:
         return SpecError(msg, mark=mark, path=path, hint=hint, code=code)
+
+    def budget(self, nodes: int, edges: int, mark: Mark | None, path: tuple, what: str) -> None:
+        """Refuse, before lowering anything, a repetition that would take the graph past the limits
+        (archspec.limits): one that lowers to at least ``nodes`` nodes and ``edges`` inputs."""
+        lim = self.limits
+        if nodes > lim.max_nodes - len(self.graph):
+            raise self.err(f"{what} gives at least {nodes:,} more nodes, {len(self.graph) + nodes:,} in all; "
+                           f"a network may have at most {lim.max_nodes:,}", mark, path,
+                           "raise the limit with --max-nodes N", "limit")
+        if edges > lim.max_edges - self.edges:
+            raise self.err(f"{what} gives at least {edges:,} more edges (inputs of layers), {self.edges + edges:,} "
+                           f"in all; a network may have at most {lim.max_edges:,}", mark, path,
+                           "raise the limit with --max-edges N", "limit")
 
     def shape(self, nid: str) -> Shape:
         return self.graph.node(nid).shape
@@ -590,6 +612,7 @@ class Lowerer:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise self.err(f"repeat must be a positive integer, got {n!r}", rmark, path + ("repeat",),
                            code="bad_repeat")
+        self.budget(n, 0, rmark, path + ("repeat",), f"repeat: {n}")  # each repetition is >= 1 node
         if "from" in expr:  # the first repetition reads it; the others read the one before them
             fmark = _mark_of(expr, "from", mark)
             ins = self.refs(expr["from"], fr, fmark, path + ("from",))
@@ -626,7 +649,15 @@ class Lowerer:
                     if isinstance(first, LocDict):
                         merged.value_marks[k] = first.mark_of(k)
                 call[head] = merged
+            before = len(self.graph)
             out = self.layer(_as_locdict(call, expr), out, seq, {**env, "i": i}, mark, path, names[i])
+            if len(self.graph) == before:  # nothing lowered: bound these too, as if each were a node
+                self.empty_repetitions += 1
+                if self.empty_repetitions + len(self.graph) > self.limits.max_nodes:
+                    raise self.err(f"repetitions that lower to nothing (a false when:) count as nodes: "
+                                   f"{self.empty_repetitions:,} and {len(self.graph):,} nodes are more than the "
+                                   f"{self.limits.max_nodes:,} a network may have", rmark, path + ("repeat",),
+                                   "raise the limit with --max-nodes N", "limit")
         self.graph.modules[seq.path].output = out
         fr.names[local] = out
         self.graph.named[seq.path] = out
@@ -654,6 +685,9 @@ class Lowerer:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise self.err(f"repeat must be a positive integer, got {n!r}", rmark, path + ("repeat",),
                            code="bad_repeat")
+        # n layers and n + 1 concatenations; concatenation j reads j + 1 outputs, the last n + 1
+        self.budget(2 * n + 1, (n + 1) * (n + 2) // 2 + n, rmark, path + ("repeat",),
+                    f"dense: with repeat: {n}")
         names = self.repeat_names(expr, n, env, mark, path)
         local = fr.claim(name if name is not None else head, name is not None, mark, path)
         dfr = Frame(path=fr.child_path(local), kind="dense", input=x, parent=fr)
@@ -707,15 +741,17 @@ class Lowerer:
             raise self.err(f"names: takes a pattern such as 'layer{{i + 1}}', got {pattern!r}", nmark, npath,
                            code="bad_name")
         out: list[str] = []
+        seen: dict[str, int] = {}
         for i in range(n):
             lname = self.pattern_name(pattern, {**env, "i": i}, nmark, npath)
             if not (lname.isdigit() or (_IDENT.match(lname) and not keyword.iskeyword(lname))):
                 raise self.err(f"names: gives '{_printable(lname)}' for i = {i}, which is not an identifier",
                                nmark, npath, "layer names become module attributes: letters, digits and _ "
                                "('denselayer{i + 1}'), or the index alone ('{i}')", "bad_name")
-            if lname in out:
-                raise self.err(f"names: gives '{lname}' twice (i = {out.index(lname)} and i = {i})",
+            if lname in seen:
+                raise self.err(f"names: gives '{lname}' twice (i = {seen[lname]} and i = {i})",
                                nmark, npath, "use i in the pattern: 'layer{i + 1}'", "duplicate_name")
+            seen[lname] = i
             out.append(lname)
         return out
 
@@ -934,6 +970,14 @@ class Lowerer:
                   mark: Mark | None, path: tuple, name: str | None, cmark: Mark | None,
                   raw_args: Any = None, hint: str | None = None, skipped: bool = False) -> str:
         opdef = REGISTRY[opname]
+        lim = self.limits
+        if len(self.graph) >= lim.max_nodes:
+            raise self.err(f"the network has more than {lim.max_nodes:,} nodes", cmark or mark, path,
+                           "raise the limit with --max-nodes N", "limit")
+        self.edges += len(inputs)
+        if self.edges > lim.max_edges:
+            raise self.err(f"the network has more than {lim.max_edges:,} edges (inputs of its layers)",
+                           cmark or mark, path, "raise the limit with --max-edges N", "limit")
         values = {k: self.value(v, env, _mark_of(raw_args, k, mark), path + (k,)) for k, v in attrs.items()}
         try:
             typed = opdef.attrs.model_validate(values)

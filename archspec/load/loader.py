@@ -421,6 +421,18 @@ def _cell_table(doc: SpecDoc, raw: LocDict, extra_marks: dict) -> list[Cell]:
         mark = raw_cells.mark_of(pattern) if isinstance(raw_cells, LocDict) and pattern in raw_cells else extra_marks.get(pattern)
         pattern = str(pattern)
         caps = tuple(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", pattern))
+        parts = re.split(r"\{[A-Za-z_][A-Za-z0-9_]*\}", pattern)
+        for j, between in enumerate(parts[1:-1]):
+            # Each capture is \d+. With a non-digit between two captures, where one ends is fixed by
+            # the word (the first non-digit after it), so matching takes linear time; with only digits
+            # (or nothing) between them a run of digits splits in many ways, and a word that does not
+            # match makes the regex engine try them all: exponential in the number of captures.
+            if not re.search(r"\D", between):
+                key_mark = raw_cells.key_marks.get(pattern, mark) if isinstance(raw_cells, LocDict) else mark
+                raise SpecError(f"the captures {{{caps[j]}}} and {{{caps[j + 1]}}} have no separator, so a "
+                                f"number could be split between them in many ways",
+                                mark=key_mark, path=("cells", pattern), code="bad_pattern",
+                                hint="put a character that is not a digit between captures: 'conv{k}-{out}'")
         rx = "".join(
             f"(?P<{part[1:-1]}>\\d+)" if re.fullmatch(r"\{[A-Za-z_][A-Za-z0-9_]*\}", part) else re.escape(part)
             for part in re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\})", pattern) if part)
@@ -452,36 +464,66 @@ def resolve_params(values: dict[str, Any], base_env: dict[str, Any], marks: dict
         else:
             env[k] = v
     names_all = set(env) | set(pending)
-    while pending:
-        progress = False
-        for k, text in list(pending.items()):
+    # one pass in the order written (a parameter whose names are all known is evaluated; one that
+    # names something unknown is a plain word or an error), then the rest in dependency order
+    # (Kahn's algorithm): each expression is parsed once and each reference followed once, so a
+    # chain of n parameters that refer to each other resolves in O(n), in any order.
+    waiting: dict[str, Any] = {}
+    for k, text in pending.items():
+        try:
             expr = parse(text)
-            if expr.names() <= set(env):
-                try:
-                    env[k] = expr.evaluate(env)
-                except ExprError as e:
-                    raise SpecError(f"in '{text}': {e.message}", mark=marks.get(k), path=path + (k,),
-                                    hint=e.hint, code="expression") from None
-                del pending[k]
-                progress = True
-            elif not expr.names() <= names_all:
-                if not _strict(values.get(k)) and not _ARITH.search(text):
-                    env[k] = values[k]  # a plain word such as 'conv3-64', not an expression
-                    del pending[k]
-                    progress = True
-                    continue
-                missing = sorted(expr.names() - names_all)[0]
-                close = difflib.get_close_matches(missing, sorted(names_all), n=1)
-                raise SpecError(f"unknown name '{missing}' in '{text}'", mark=marks.get(k), path=path + (k,),
-                                hint=f"did you mean '{close[0]}'?" if close else None, code="expression")
-        if not progress:
-            cyc = ", ".join(sorted(pending))
-            raise SpecError(f"parameters refer to each other in a cycle: {cyc}",
-                            mark=marks.get(sorted(pending)[0]), path=path, code="cycle")
+        except ExprError as e:
+            raise SpecError(f"bad expression '{text}': {e.message}", mark=marks.get(k), path=path + (k,),
+                            hint=e.hint, code="expression") from None
+        names = expr.names()
+        if names <= env.keys():
+            _evaluate(k, text, expr, env, marks, path)
+        elif not names <= names_all:
+            if not _strict(values.get(k)) and not _ARITH.search(text):
+                env[k] = values[k]  # a plain word such as 'conv3-64', not an expression
+                continue
+            missing = sorted(names - names_all)[0]
+            close = difflib.get_close_matches(missing, sorted(names_all), n=1)
+            raise SpecError(f"unknown name '{missing}' in '{text}'", mark=marks.get(k), path=path + (k,),
+                            hint=f"did you mean '{close[0]}'?" if close else None, code="expression")
+        else:
+            waiting[k] = (text, expr, names)
+    blocked: dict[str, int] = {}
+    users: dict[str, list[str]] = {}
+    ready: list[str] = []
+    for k, (text, expr, names) in waiting.items():
+        deps = [n for n in names if n in waiting and n not in env]
+        blocked[k] = len(deps)
+        for d in deps:
+            users.setdefault(d, []).append(k)
+        if not deps:
+            ready.append(k)
+    ready.reverse()
+    while ready:
+        k = ready.pop()
+        text, expr, _ = waiting.pop(k)
+        _evaluate(k, text, expr, env, marks, path)
+        for u in reversed(users.get(k, ())):
+            blocked[u] -= 1
+            if blocked[u] == 0:
+                ready.append(u)
+    if waiting:
+        cyc = ", ".join(sorted(waiting))
+        raise SpecError(f"parameters refer to each other in a cycle: {cyc}",
+                        mark=marks.get(sorted(waiting)[0]), path=path, code="cycle")
     return env
 
 
 _ARITH = re.compile(r"[*/+()\[\]<>=%]")
+
+
+def _evaluate(k: str, text: str, expr: Any, env: dict[str, Any], marks: dict[str, Mark | None],
+              path: tuple) -> None:
+    try:
+        env[k] = expr.evaluate(env)
+    except ExprError as e:
+        raise SpecError(f"in '{text}': {e.message}", mark=marks.get(k), path=path + (k,),
+                        hint=e.hint, code="expression") from None
 
 
 def _strict(v: Any) -> bool:
@@ -559,6 +601,9 @@ def _network(path: str, doc: SpecDoc, raw: LocDict, raw_cols: LocDict, col: str 
             name = re.sub(r"[^A-Za-z0-9_]+", "_", f"{doc.name}_{col}").strip("_").lower()  # vgg_a_lrn
             name_mark, name_path = raw.mark_of("name"), ("name",)
     check_network_name(name, name_mark, name_path)
+    for key in ("input", "num_classes"):
+        if key in colvals:
+            _check_column_value(colraw, col, key, colvals[key])
     input_shape = tuple(colvals.get("input") or doc.input)
     num_classes = int(colvals.get("num_classes") or doc.num_classes)
     params = {k: v for k, v in colvals.items() if k not in COLUMN_KEYS}
@@ -636,6 +681,27 @@ def check_network_name(name: str, mark: Mark | None, path: tuple) -> None:
     raise SpecError(f"network name '{shown}' {why}", mark=mark, path=path, code="bad_name",
                     hint="a network name becomes <name>.py and a class name: letters, digits and _, "
                          "not starting with a digit")
+
+
+def _check_column_value(colraw: Any, col: str, key: str, value: Any) -> None:
+    """A column's input: and num_classes: follow the file-level rules (spec.model.SpecDoc)."""
+    from ..spec.model import check_input_shape
+    mark = colraw.mark_of(key) if isinstance(colraw, LocDict) else None
+    path = ("columns", col, key)
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+    if key == "num_classes":
+        if not is_int(value) or value < 1:
+            raise SpecError(f"num_classes is a positive integer, got {value!r}", mark=mark, path=path, code="type")
+        return
+    if not isinstance(value, list) or not all(is_int(d) for d in value):
+        raise SpecError(f"input is a list of sizes such as [3, 224, 224], got {value!r}", mark=mark, path=path,
+                        code="type")
+    try:
+        check_input_shape(value)
+    except ValueError as e:
+        raise SpecError(str(e), mark=mark, path=path, code="value_error") from None
 
 
 def _column_train(base: Any, colraw: LocDict, col: str) -> TrainRecipe:

@@ -20,6 +20,19 @@ METRICS = ("params", "weights", "macs", "activations", "neurons", "output", "par
 
 #: Keys of a column that are not parameters.
 COLUMN_KEYS = ("name", "title", "expect", "input", "num_classes", "train")
+#: the largest input size (channels, height, width or a vector's length) a spec may give: the
+#: generated training script writes per-channel lists, so this bounds its size too
+MAX_INPUT_SIZE = 65_536
+
+
+def check_input_shape(v: list[int]) -> None:
+    """``input:`` is [C, H, W], [T, D] or [D] of positive sizes up to :data:`MAX_INPUT_SIZE`."""
+    if not 1 <= len(v) <= 3:
+        raise ValueError("input is [C, H, W] (or [D] for a vector)")
+    if any(d <= 0 for d in v):
+        raise ValueError("input sizes must be positive")
+    if any(d > MAX_INPUT_SIZE for d in v):
+        raise ValueError(f"input sizes are at most {MAX_INPUT_SIZE:,}")
 
 LayerExpr = Any
 """A layer expression: an op or block name, a list (a sequence), a mapping of named layers, or a
@@ -113,8 +126,5 @@ class SpecDoc(_Model):
     @classmethod
     def _check_input(cls, v: Optional[list[int]]) -> Optional[list[int]]:
         if v is not None:
-            if not 1 <= len(v) <= 3:
-                raise ValueError("input is [C, H, W] (or [D] for a vector)")
-            if any(d <= 0 for d in v):
-                raise ValueError("input sizes must be positive")
+            check_input_shape(v)
         return v
