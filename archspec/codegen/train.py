@@ -7,16 +7,20 @@ values, never as spec text.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import textwrap
 from typing import Any
 
+from ..errors import SpecError
+from ..ir import lower
 from ..load import Network
+from ..ops import REGISTRY
 from .pymodel import _safe_doc
 from ..spec.train import TrainRecipe
 
-__all__ = ["train_context", "recipe_dict"]
+__all__ = ["train_context", "recipe_dict", "min_input_size"]
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -67,6 +71,38 @@ def recipe_dict(recipe: TrainRecipe, input_shape: tuple[int, ...]) -> dict[str, 
     }
 
 
+def _weights_at(net: Network, size: int) -> list[tuple[str, int]] | None:
+    """Each node's parameter count when the network is lowered for ``size`` x ``size`` inputs;
+    None when the spec's shape rules reject that size."""
+    try:
+        graph = lower(dataclasses.replace(net, input=(net.input[0], size, size)))
+    except SpecError:
+        return None
+    return [(n.id, REGISTRY[n.op].count(n.attrs, n.in_shapes, n.shape).params) for n in graph.nodes()]
+
+
+def min_input_size(net: Network) -> int | None:
+    """The smallest square input the emitted model accepts: the spec's shape rules hold and every
+    layer keeps the parameters it has at the spec's own size (a ``linear`` after ``flatten`` fixes
+    the size; a global pool does not). A binary search below the spec's size, which assumes that
+    a size accepted stays accepted up to the spec's; None for inputs that are not square images."""
+    if len(net.input) != 3 or net.input[1] != net.input[2]:
+        return None
+    own = _weights_at(net, net.input[1])
+    if own is None:
+        return None
+    if _weights_at(net, 1) == own:  # most networks with a global pool: no search
+        return 1
+    lo, hi = 2, net.input[1]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _weights_at(net, mid) == own:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 def literal(v: Any) -> str:
     """A Python literal of validated data, double-quoted like hand-written code."""
     if isinstance(v, str):
@@ -101,6 +137,8 @@ def train_context(net: Network, module_file: str, class_name: str, spec_display:
         "title": _safe_doc(net.doc.title or net.name),
         "spec": _safe_doc(spec_display),
         "source": _safe_doc(source),
+        "network": literal(net.name),
+        "min_input_size": repr(min_input_size(net)),
         "module_file": literal(module_file),
         "module_doc": _safe_doc(module_file),
         "class_name": class_name,
