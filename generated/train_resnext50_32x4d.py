@@ -453,6 +453,21 @@ def load_model_module():
     return module
 
 
+def check_input_size(module, size: int) -> None:
+    """--input-size above MIN_INPUT_SIZE: one forward pass of the model built on the meta device
+    (shapes only: no memory, no arithmetic) shows whether it takes that size (a linear layer after
+    a flatten takes only sizes that end in the spec's feature map)."""
+    with torch.device("meta"):
+        model = module.build(num_classes=NUM_CLASSES)
+        try:
+            model(torch.empty(2, INPUT_SHAPE[0], size, size))
+        except RuntimeError as e:
+            if "meta" in str(e):  # an op the meta device cannot run: no verdict
+                return
+            raise UsageError(f"argument --input-size: {NETWORK} does not take {size}x{size} inputs "
+                             f"({first_line(e)})") from None
+
+
 def aux_weights(args: argparse.Namespace, module) -> dict[str, float]:
     if args.aux_weight:
         return dict(args.aux_weight)
@@ -1280,6 +1295,8 @@ def main(argv: list[str] | None = None) -> dict:
         shape = INPUT_SHAPE if args.input_size is None else (
             INPUT_SHAPE[0], args.input_size, args.input_size
         )
+        if shape != INPUT_SHAPE:
+            check_input_size(module, args.input_size)
         random.seed(args.seed)
         torch.manual_seed(args.seed)
         rt = Runtime(args)

@@ -81,6 +81,11 @@ def test_input_size_below_the_networks_minimum(lenet, capsys):
     assert lenet.MIN_INPUT_SIZE == 32  # flatten -> linear fixes LeNet-5's input
     assert fails(lenet, ["--input-size", "28"], capsys) == (
         PREFIX + "argument --input-size: 28 is smaller than 32, the smallest input lenet5 takes")
+    # above it, the model built on the meta device says whether it takes the size: a linear layer
+    # after flatten takes only sizes that end in LeNet-5's 5x5 feature map
+    line = fails(lenet, ["--input-size", "40"], capsys)
+    assert line.startswith(PREFIX + "argument --input-size: lenet5 does not take 40x40 inputs ("), line
+    assert lenet.check_input_size(lenet.load_model_module(), 33) is None
     # the constant is the model's real limit: 32 x 32 runs, 31 x 31 does not
     with torch.device("meta"):
         net = lenet.load_model_module().build(num_classes=10)
