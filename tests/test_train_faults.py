@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from archspec.codegen.train import min_input_size
+from archspec.codegen.train import input_size_range
 from archspec.load import load_networks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,35 +77,35 @@ def test_hyper_parameters_out_of_range_are_usage_errors(lenet, capsys, flags, me
 
 
 # ------------------------------------------------------------------------------- input size
-def test_input_size_below_the_networks_minimum(lenet, capsys):
-    assert lenet.MIN_INPUT_SIZE == 32  # flatten -> linear fixes LeNet-5's input
+def test_input_size_outside_what_the_network_takes(lenet, capsys):
+    # flatten -> linear(400) fixes LeNet-5's input: 32 ... 35 all end in its 5x5 x 16 feature map
+    assert (lenet.MIN_INPUT_SIZE, lenet.MAX_INPUT_SIZE) == (32, 35)
     assert fails(lenet, ["--input-size", "28"], capsys) == (
         PREFIX + "argument --input-size: 28 is smaller than 32, the smallest input lenet5 takes")
-    # above it, the model built on the meta device says whether it takes the size: a linear layer
-    # after flatten takes only sizes that end in LeNet-5's 5x5 feature map
-    line = fails(lenet, ["--input-size", "40"], capsys)
-    assert line.startswith(PREFIX + "argument --input-size: lenet5 does not take 40x40 inputs ("), line
-    assert lenet.check_input_size(lenet.load_model_module(), 33) is None
-    # the constant is the model's real limit: 32 x 32 runs, 31 x 31 does not
+    assert fails(lenet, ["--input-size", "40"], capsys) == (
+        PREFIX + "argument --input-size: 40 is larger than 35, the largest input lenet5 takes")
+    # the constants are the model's real limits
     with torch.device("meta"):
-        net = lenet.load_model_module().build(num_classes=10)
-        assert net(torch.empty(1, 1, 32, 32)).shape == (1, 10)
-        with pytest.raises(RuntimeError):
-            net(torch.empty(1, 1, 31, 31))
+        net = lenet.load_model_module().build(num_classes=10, init_weights=False)
+        for size in (32, 35):
+            assert net(torch.empty(1, 1, size, size)).shape == (1, 10)
+        for size in (31, 36):
+            with pytest.raises(RuntimeError):
+                net(torch.empty(1, 1, size, size))
 
 
-def test_min_input_size_follows_the_shape_rules(tmp_path):
+def test_input_size_range_follows_the_shape_rules(tmp_path):
     spec = tmp_path / "s.yaml"
     head = "name: s\ninput: [3, 32, 32]\nnum_classes: 4\nnetwork: [{conv: {out: 4, kernel: 5}}, "
     spec.write_text(head + "{maxpool: 2}, global_avgpool, flatten, {linear: num_classes}]\n")
-    assert min_input_size(load_networks(str(spec))[0]) == 6  # 5x5 conv, then a 2x2 pool
+    assert input_size_range(load_networks(str(spec))[0]) == (6, None)  # a 5x5 conv, a 2x2 pool
     spec.write_text(head + "{maxpool: 2}, flatten, {linear: num_classes}]\n")
-    assert min_input_size(load_networks(str(spec))[0]) == 32  # the linear layer's width fixes it
+    assert input_size_range(load_networks(str(spec))[0]) == (32, 33)  # the linear layer's width
     texts = {p: (ROOT / "generated" / p).read_text() for p in ("torchvision/train_vgg16.py",
                                                                 "train_vgg16.py", "train_resnet50.py")}
-    assert "MIN_INPUT_SIZE = 32\n" in texts["torchvision/train_vgg16.py"]  # adaptive pool
-    assert "MIN_INPUT_SIZE = 224\n" in texts["train_vgg16.py"]  # the paper's fixed 7x7 x 512 -> fc
-    assert "MIN_INPUT_SIZE = 1\n" in texts["train_resnet50.py"]
+    assert "MIN_INPUT_SIZE = 32\nMAX_INPUT_SIZE = None\n" in texts["torchvision/train_vgg16.py"]
+    assert "MIN_INPUT_SIZE = 224\nMAX_INPUT_SIZE = 255\n" in texts["train_vgg16.py"]  # 7x7 x 512 -> fc
+    assert "MIN_INPUT_SIZE = 1\nMAX_INPUT_SIZE = None\n" in texts["train_resnet50.py"]
 
 
 # ------------------------------------------------------------------------------ output paths

@@ -20,7 +20,7 @@ from ..ops import REGISTRY
 from .pymodel import _safe_doc
 from ..spec.train import TrainRecipe
 
-__all__ = ["train_context", "recipe_dict", "min_input_size"]
+__all__ = ["train_context", "recipe_dict", "input_size_range"]
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -81,26 +81,32 @@ def _weights_at(net: Network, size: int) -> list[tuple[str, int]] | None:
     return [(n.id, REGISTRY[n.op].count(n.attrs, n.in_shapes, n.shape).params) for n in graph.nodes()]
 
 
-def min_input_size(net: Network) -> int | None:
-    """The smallest square input the emitted model accepts: the spec's shape rules hold and every
-    layer keeps the parameters it has at the spec's own size (a ``linear`` after ``flatten`` fixes
-    the size; a global pool does not). A binary search below the spec's size, which assumes that
-    a size accepted stays accepted up to the spec's; None for inputs that are not square images."""
+def input_size_range(net: Network) -> tuple[int | None, int | None]:
+    """(smallest, largest) square input the emitted model takes: sizes at which the spec's shape
+    rules hold and every layer keeps the parameters it has at the spec's own size (a ``linear``
+    after ``flatten`` bounds the size on both sides; a global pool leaves no largest, None).
+    Binary searches, which assume that the sizes taken form one interval around the spec's;
+    (None, None) for inputs that are not square images."""
     if len(net.input) != 3 or net.input[1] != net.input[2]:
-        return None
-    own = _weights_at(net, net.input[1])
+        return None, None
+    size = net.input[1]
+    own = _weights_at(net, size)
     if own is None:
-        return None
+        return None, None
     if _weights_at(net, 1) == own:  # most networks with a global pool: no search
-        return 1
-    lo, hi = 2, net.input[1]
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if _weights_at(net, mid) == own:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+        lo = 1
+    else:
+        lo, hi = 2, size
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if _weights_at(net, mid) == own else (mid + 1, hi)
+    if _weights_at(net, 4 * size) == own:
+        return lo, None
+    a, b = size, 4 * size - 1  # the largest size taken lies in [a, b]
+    while a < b:
+        mid = (a + b + 1) // 2
+        a, b = (mid, b) if _weights_at(net, mid) == own else (a, mid - 1)
+    return lo, a
 
 
 def literal(v: Any) -> str:
@@ -138,7 +144,7 @@ def train_context(net: Network, module_file: str, class_name: str, spec_display:
         "spec": _safe_doc(spec_display),
         "source": _safe_doc(source),
         "network": literal(net.name),
-        "min_input_size": repr(min_input_size(net)),
+        "input_sizes": [repr(n) for n in input_size_range(net)],
         "module_file": literal(module_file),
         "module_doc": _safe_doc(module_file),
         "class_name": class_name,
