@@ -36,7 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 
 MODEL_FILE = "se_resnext50_32x4d.py"
+NETWORK = "se_resnext50_32x4d"
 INPUT_SHAPE = (3, 224, 224)
+# The square inputs the model takes (the spec's shape rules, worked out when this file was
+# generated): --input-size stays within them; None: no limit.
+MIN_INPUT_SIZE = 1
+MAX_INPUT_SIZE = None
 NUM_CLASSES = 1000
 RECIPE = {
     "data": "imagefolder:data/imagenet",
@@ -90,6 +95,12 @@ class TrainingStopped(Exception):
     """The run stopped early (non-finite loss): reported as one line, exit code 1."""
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's message as one line (torch's and PIL's may run to several)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
 # ------------------------------------------------------------------------------------ options
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
@@ -105,6 +116,61 @@ class _Help(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)".strip()
 
 
+def number(text: str) -> float:
+    """A finite float: nan and inf are usage errors, not a run that learns nothing."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
+def positive(text: str) -> float:
+    value = number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not greater than 0")
+    return value
+
+
+def non_negative(text: str) -> float:
+    value = number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1): Adam's betas, label smoothing."""
+    value = number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1)")
+    return value
+
+
+def count(text: str) -> int:
+    """An integer >= 1: epochs, batch size, image sizes."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return value
+
+
+def natural(text: str) -> int:
+    """An integer >= 0: workers, padding, patience."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     r = RECIPE
     p = _Parser(prog=Path(__file__).name, description=__doc__.split("\n")[0],
@@ -116,82 +182,94 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     g.add_argument(
         "--input-size",
-        type=int,
+        type=count,
         default=None,
         help="train at this height/width instead of the spec's",
     )
-    g.add_argument("--val-fraction", type=float, default=0.2, help="digits: held-out fraction")
-    g.add_argument("--synthetic-size", type=int, default=1024, help="synthetic: images per epoch")
+    g.add_argument("--val-fraction", type=fraction, default=0.2, help="digits: held-out fraction")
+    g.add_argument("--synthetic-size", type=count, default=1024, help="synthetic: images per epoch")
     g.add_argument(
         "--workers",
-        type=int,
+        type=natural,
         default=min(8, os.cpu_count() or 1),
         help="imagefolder loader processes",
     )
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=r["epochs"], help="epochs")
+    g.add_argument("--epochs", type=count, default=r["epochs"], help="epochs")
     g.add_argument(
-        "--iterations", type=int, default=r["iterations"], help="optimizer steps instead of epochs"
+        "--iterations",
+        type=count,
+        default=r["iterations"],
+        help="optimizer steps instead of epochs",
     )
     g.add_argument(
-        "--batch-size", type=int, default=r["batch_size"], help="global batch (all processes)"
+        "--batch-size", type=count, default=r["batch_size"], help="global batch (all processes)"
     )
     g.add_argument(
-        "--accum-steps", type=int, default=1, help="gradient accumulation: micro-batches per step"
+        "--accum-steps", type=count, default=1, help="gradient accumulation: micro-batches per step"
     )
     g.add_argument(
         "--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), default=r["optimizer"]
     )
-    g.add_argument("--lr", type=float, default=r["lr"], help="base learning rate")
-    g.add_argument("--momentum", type=float, default=r["momentum"])
+    g.add_argument("--lr", type=positive, default=r["lr"], help="base learning rate")
+    g.add_argument("--momentum", type=non_negative, default=r["momentum"])
     g.add_argument("--nesterov", action=on_off, default=r["nesterov"])
-    g.add_argument("--betas", type=float, nargs=2, default=r["betas"])
-    g.add_argument("--alpha", type=float, default=r["alpha"], help="RMSProp smoothing constant")
-    g.add_argument("--eps", type=float, default=r["eps"], help="Adam/AdamW/RMSProp epsilon")
-    g.add_argument("--weight-decay", type=float, default=r["weight_decay"])
-    g.add_argument("--label-smoothing", type=float, default=r["label_smoothing"])
+    g.add_argument("--betas", type=fraction, nargs=2, default=r["betas"])
     g.add_argument(
-        "--grad-clip", type=float, default=r["grad_clip"], help="max global gradient norm"
+        "--alpha", type=non_negative, default=r["alpha"], help="RMSProp smoothing constant"
     )
-    g.add_argument("--aux-weight", action="append", default=None, metavar="NAME=W",
+    g.add_argument("--eps", type=positive, default=r["eps"], help="Adam/AdamW/RMSProp epsilon")
+    g.add_argument("--weight-decay", type=non_negative, default=r["weight_decay"])
+    g.add_argument("--label-smoothing", type=fraction, default=r["label_smoothing"])
+    g.add_argument(
+        "--grad-clip", type=non_negative, default=r["grad_clip"], help="max global gradient norm"
+    )
+    g.add_argument("--aux-weight", action="append", type=_aux_weight, metavar="NAME=W",
                    help="auxiliary loss weight (repeatable); default: the recipe's or the model's")
     g = p.add_argument_group("schedule")
     schedules = ("constant", "step", "multistep", "piecewise", "plateau", "cosine")
     g.add_argument("--schedule", choices=schedules, default=r["schedule"])
     g.add_argument("--schedule-unit", choices=("epochs", "iterations"), default=r["schedule_unit"])
-    g.add_argument("--step-size", type=float, default=r["step_size"])
-    g.add_argument("--milestones", type=float, nargs="+", default=r["milestones"],
+    g.add_argument("--step-size", type=positive, default=r["step_size"])
+    g.add_argument("--milestones", type=non_negative, nargs="+", default=r["milestones"],
                    help="multistep decays (a value < 1 is a fraction of the run)")
-    g.add_argument("--gamma", type=float, default=r["gamma"], help="decay factor")
+    g.add_argument("--gamma", type=positive, default=r["gamma"], help="decay factor")
     g.add_argument("--piecewise", type=_spans, default=r["piecewise"], metavar="SPAN:LR,...",
                    help="piecewise: lr per span (scaled by --lr / the recipe's lr)")
     g.add_argument(
-        "--patience", type=int, default=r["patience"], help="plateau: epochs before a decay"
+        "--patience", type=natural, default=r["patience"], help="plateau: epochs before a decay"
     )
-    g.add_argument("--min-lr", type=float, default=r["min_lr"])
+    g.add_argument("--min-lr", type=non_negative, default=r["min_lr"])
     g.add_argument(
-        "--warmup-epochs", type=float, default=r["warmup_epochs"], help="linear warm-up from lr/100"
+        "--warmup-epochs",
+        type=non_negative,
+        default=r["warmup_epochs"],
+        help="linear warm-up from lr/100",
     )
     g = p.add_argument_group("augmentation and evaluation")
     g.add_argument(
         "--crop", choices=("none", "random", "random_resized", "scale_jitter"), default=r["crop"]
     )
     g.add_argument(
-        "--resize", type=int, default=r["resize"], help="random crop: shorter side first"
-    )
-    g.add_argument("--padding", type=int, default=r["padding"], help="random crop: zero padding")
-    g.add_argument(
-        "--scale", type=int, nargs=2, default=r["scale"], help="scale jitter: shorter side range"
+        "--resize", type=count, default=r["resize"], help="random crop: shorter side first"
     )
     g.add_argument(
-        "--area", type=float, nargs=2, default=r["area"], help="random-resized crop: area range"
+        "--padding", type=natural, default=r["padding"], help="random crop: zero padding"
+    )
+    g.add_argument(
+        "--scale", type=count, nargs=2, default=r["scale"], help="scale jitter: shorter side range"
+    )
+    g.add_argument(
+        "--area", type=positive, nargs=2, default=r["area"], help="random-resized crop: area range"
     )
     g.add_argument("--hflip", action=on_off, default=r["hflip"])
-    g.add_argument("--lighting", type=float, default=r["lighting"], help="PCA lighting noise std")
-    g.add_argument("--mean", type=float, nargs="+", default=r["mean"])
-    g.add_argument("--std", type=float, nargs="+", default=r["std"])
+    g.add_argument(
+        "--lighting", type=non_negative, default=r["lighting"], help="PCA lighting noise std"
+    )
+    g.add_argument("--mean", type=number, nargs="+", default=r["mean"])
+    g.add_argument("--std", type=positive, nargs="+", default=r["std"])
     g.add_argument("--eval-crop", choices=("center", "ten_crop", "full"), default=r["eval_crop"])
-    g.add_argument("--eval-resize", type=int, default=r["eval_resize"])
+    g.add_argument("--eval-resize", type=count, default=r["eval_resize"])
     g = p.add_argument_group("runtime")
     g.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     g.add_argument(
@@ -213,12 +291,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     g.add_argument(
         "--benchmark",
-        type=int,
+        type=natural,
         default=0,
         metavar="N",
         help="time N steps on synthetic data, then stop",
     )
-    g.add_argument("--warmup-steps", type=int, default=5, help="benchmark: untimed steps first")
+    g.add_argument("--warmup-steps", type=natural, default=5, help="benchmark: untimed steps first")
     for action in p._actions:  # every option shows its default in --help
         action.help = action.dest.replace("_", " ") if action.help is None else action.help
     args = p.parse_args(argv)
@@ -227,15 +305,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         a.startswith("--epochs") for a in given
     ):
         args.iterations = None  # --epochs on the command line wins over the recipe's iterations
-    for name in (
-        "batch_size", "accum_steps", "synthetic_size", "benchmark", "warmup_steps", "workers"
-    ):
-        if getattr(args, name) < (
-            1 if name in ("batch_size", "accum_steps", "synthetic_size") else 0
-        ):
-            raise UsageError(f"--{name.replace('_', '-')} must be positive")
-    if args.lr <= 0:
-        raise UsageError("--lr must be positive")
+    if args.input_size is not None:
+        if MIN_INPUT_SIZE is None:
+            raise UsageError("argument --input-size: the model's input is not a square image")
+        if args.input_size < MIN_INPUT_SIZE:
+            raise UsageError(f"argument --input-size: {args.input_size} is smaller than "
+                             f"{MIN_INPUT_SIZE}, the smallest input {NETWORK} takes")
+        if MAX_INPUT_SIZE is not None and args.input_size > MAX_INPUT_SIZE:
+            raise UsageError(f"argument --input-size: {args.input_size} is larger than "
+                             f"{MAX_INPUT_SIZE}, the largest input {NETWORK} takes")
+    if args.area[0] > args.area[1] or args.area[1] > 1:
+        raise UsageError(f"argument --area: {args.area[0]:g} {args.area[1]:g} is not a range "
+                         "LOW <= HIGH <= 1")
+    if args.scale and args.scale[0] > args.scale[1]:
+        raise UsageError(
+            f"argument --scale: {args.scale[0]} {args.scale[1]} is not a range LOW <= HIGH"
+        )
     if args.schedule == "multistep" and not args.milestones:
         raise UsageError("--schedule multistep needs --milestones")
     if args.schedule == "step" and not args.step_size:
@@ -245,11 +330,120 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _aux_weight(text: str) -> tuple[str, float]:
+    name, sep, weight = text.partition("=")
+    if not (name and sep):
+        raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT, got {text!r}")
+    return name, non_negative(weight)
+
+
 def _spans(text: str) -> list[list[float]]:
     try:
-        return [[float(a), float(b)] for a, b in (part.split(":") for part in text.split(","))]
+        spans = [[float(a), float(b)] for a, b in (part.split(":") for part in text.split(","))]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected SPAN:LR,SPAN:LR,..., got {text!r}") from None
+    if not all(
+        math.isfinite(span) and span > 0 and math.isfinite(lr) and lr >= 0 for span, lr in spans
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text}: each SPAN must be > 0 and each LR >= 0, both finite"
+        )
+    return spans
+
+
+# ---------------------------------------------------------------------------- start-up checks
+OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "step_in_epoch", "step", "rng")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` and write and remove a probe file there: a path the run cannot write stops
+    it now, not at its first checkpoint."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{what}: {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(
+            f"{what}: cannot write to {folder} ({e.strerror or first_line(e)})"
+        ) from None
+
+
+def read_checkpoint(path: Path, args: argparse.Namespace) -> dict:
+    """--resume: the checkpoint, read to the CPU and checked to be one of this script's, of the same
+    kind of optimizer. Whether its weights fit the network is checked once the model is built."""
+    if not path.is_file():
+        raise UsageError(f"--resume: no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # not a torch file, a truncated one, objects beyond tensors and lists
+        raise UsageError(f"--resume: cannot read {path}: {first_line(e)}") from None
+    if not isinstance(state, dict):
+        raise UsageError(f"--resume: {path} is not an archspec training checkpoint: it holds a "
+                         f"{type(state).__name__}, not a dict")
+    for key in CHECKPOINT_KEYS:
+        if key not in state:
+            raise UsageError(f"--resume: {path} is not an archspec training checkpoint: it has no "
+                             f"{key!r} entry")
+    # "optimizer_class" is new; older checkpoints name the optimizer in their saved arguments
+    saved = state.get("optimizer_class") or OPTIMIZERS.get(
+        (state.get("args") or {}).get("optimizer")
+    )
+    if saved is not None and saved != OPTIMIZERS[args.optimizer]:
+        raise UsageError(f"--resume: {path} holds the state of a {saved} optimizer, not of the "
+                         f"{OPTIMIZERS[args.optimizer]} of --optimizer {args.optimizer}")
+    return state
+
+
+def check_weights(model: nn.Module, state: dict, path: Path) -> None:
+    """The checkpoint's weights have this network's names and shapes (a checkpoint of another
+    network, or of another class count, is named as such rather than half loaded)."""
+    weights, own = state["model"], model.state_dict()
+    if not isinstance(weights, dict):
+        raise UsageError(f"--resume: {path} is not an archspec training checkpoint: its 'model' "
+                         "entry is not a state dict")
+    of = (
+        f" (a checkpoint of {state['network']})"
+        if state.get("network", NETWORK) != NETWORK
+        else ""
+    )
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    if missing or unexpected:
+        parts = [f"{label} {', '.join(repr(k) for k in keys[:3])}"
+                 + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+                 for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        raise UsageError(f"--resume: {path} holds the weights of another network{of}: "
+                         + "; ".join(parts))
+    for k, v in own.items():
+        theirs = weights[k]
+        if not isinstance(theirs, torch.Tensor) or theirs.shape != v.shape:
+            size = (
+                "x".join(map(str, theirs.shape))
+                if isinstance(theirs, torch.Tensor)
+                else "no tensor"
+            )
+            raise UsageError(f"--resume: {path} holds the weights of another network{of}: {k} is "
+                             f"{size} there and {'x'.join(map(str, v.shape))} here")
+
+
+def preflight(args: argparse.Namespace) -> dict | None:
+    """What can fail without a byte of data read or a model built: the output folders are
+    writable and a --resume checkpoint is one of ours. Returns that checkpoint (or None)."""
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if main_process and not args.benchmark:
+        check_writable(Path(args.out_dir), "--out-dir")
+    if main_process and args.metrics_json:
+        target = Path(args.metrics_json)
+        if target.is_dir():
+            raise UsageError(f"--metrics-json: {target} is a folder, not a file")
+        check_writable(target.parent, "--metrics-json")
+    if args.resume and not args.benchmark:
+        return read_checkpoint(Path(args.out_dir) / "checkpoint.pt", args)
+    return None
 
 
 # -------------------------------------------------------------------------------------- model
@@ -265,14 +459,7 @@ def load_model_module():
 
 def aux_weights(args: argparse.Namespace, module) -> dict[str, float]:
     if args.aux_weight:
-        out = {}
-        for item in args.aux_weight:
-            name, _, w = item.partition("=")
-            try:
-                out[name] = float(w)
-            except ValueError:
-                raise UsageError(f"--aux-weight takes NAME=WEIGHT, got {item!r}") from None
-        return out
+        return dict(args.aux_weight)
     return dict(RECIPE["aux_loss_weights"] or getattr(module, "AUX_LOSS_WEIGHTS", None) or {})
 
 
@@ -491,7 +678,10 @@ class LoaderBatches:
             tf = T.Compose(grey + [T.Resize(tuple(size), antialias=True)] + norm)
         else:
             tf = T.Compose(grey + [T.Resize(resize, antialias=True), T.CenterCrop(size)] + norm)
-        self.ds = datasets.ImageFolder(str(root), transform=tf)
+        try:
+            self.ds = datasets.ImageFolder(str(root), transform=tf, loader=read_image)
+        except FileNotFoundError as e:  # no class folders, or a class folder without images
+            raise UsageError(f"--data {args.data}: {no_images(root) or first_line(e)}") from None
         self.num_classes = len(self.ds.classes)
         self.sampler = DistributedSampler(self.ds, num_replicas=world, rank=rank, shuffle=train,
                                           seed=args.seed, drop_last=train)
@@ -513,6 +703,41 @@ class LoaderBatches:
         for s, batch in enumerate(self.loader):
             if s >= skip:
                 yield batch
+
+
+class BadImage(UsageError):
+    """An image file that does not decode. Raised in a loader process, it reaches the training
+    process as the text of that process's traceback, whose last line is this error's message."""
+
+    def __str__(self) -> str:
+        last = super().__str__().strip().splitlines()[-1]
+        return last.split("BadImage: ", 1)[-1]
+
+
+def read_image(path: str):
+    """ImageFolder's loader, naming the file that does not decode."""
+    from PIL import Image
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except Image.UnidentifiedImageError:
+        reason = "not an image file"
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt image data
+        reason = first_line(e)
+    raise BadImage(f"--data: cannot read the image {path} ({reason})")
+
+
+def no_images(root: Path) -> str | None:
+    """Why ImageFolder found no images: no class folders, or the first class folder without any."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+    classes = sorted(d for d in root.iterdir() if d.is_dir())
+    if not classes:
+        return f"no class folders in {root}"
+    for folder in classes:
+        files = (f for _, _, names in os.walk(folder, followlinks=True) for f in names)
+        if not any(f.lower().endswith(IMG_EXTENSIONS) for f in files):
+            return f"the class folder {folder} holds no images ({', '.join(IMG_EXTENSIONS)})"
+    return None
 
 
 class _ScaleJitter:
@@ -556,6 +781,12 @@ def make_data(args, shape, rank: int, world: int, device: torch.device):
                 )
         t = LoaderBatches(root / "train", args.batch_size, rank, world, args, shape, True, device)
         v = LoaderBatches(root / "val", args.batch_size, rank, world, args, shape, False, device)
+        if t.ds.classes != v.ds.classes:  # labels are class indices: both need the same classes
+            odd = sorted(set(t.ds.classes) ^ set(v.ds.classes))[0]
+            where = "val" if odd in t.ds.classes else "train"
+            raise UsageError(
+                f"--data {args.data}: the class {odd!r} has no folder in {root / where}"
+            )
         return t, v, t.num_classes
     else:
         raise UsageError(
@@ -866,7 +1097,8 @@ def progress_line(
             f"{ips:.0f} img/s ETA {int(eta // 60)}:{int(eta % 60):02d}")
 
 
-def fit(args, rt: Runtime, module, shape) -> dict:
+def fit(args, rt: Runtime, module, shape, resume: dict | None = None) -> dict:
+    """Train; ``resume``: the checkpoint --resume read at start-up (see :func:`preflight`)."""
     train_b, val_b, num_classes = make_data(args, shape, rt.rank, rt.world, rt.device)
     model, run = build_model(args, module, num_classes, rt)
     opt = make_optimizer(args, model, rt.device)
@@ -878,22 +1110,23 @@ def fit(args, rt: Runtime, module, shape) -> dict:
     out = Path(args.out_dir)
     ckpt = out / "checkpoint.pt"
     metrics_file = out / "metrics.jsonl"
-    if rt.main:
-        out.mkdir(parents=True, exist_ok=True)
     start_epoch, skip, step = 0, 0, 0
-    if args.resume:
-        if not ckpt.is_file():
-            raise UsageError(f"--resume: no checkpoint at {ckpt}")
+    if resume is not None:
+        check_weights(model, resume, ckpt)
+        model.load_state_dict(resume["model"])
         try:
-            state = torch.load(ckpt, map_location=rt.device, weights_only=True)
-        except Exception as e:  # a file from elsewhere or another version
-            raise UsageError(f"--resume: cannot read {ckpt}: {e}") from None
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, skip, step = state["epoch"], state["step_in_epoch"], state["step"]
-        set_rng_state(state["rng"][min(rt.rank, len(state["rng"]) - 1)])
+            opt.load_state_dict(resume["optimizer"])
+            sched.load_state_dict(resume["scheduler"])
+            start_epoch, skip, step = int(resume["epoch"]), int(resume["step_in_epoch"]), int(
+                resume["step"]
+            )
+            set_rng_state(resume["rng"][min(rt.rank, len(resume["rng"]) - 1)])
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+            raise UsageError(f"--resume: {ckpt} does not fit this run: {first_line(e)}") from None
+        resume.clear()  # the model and optimizer hold the state now: free the CPU copy
         rt.log(f"resumed from {ckpt} at epoch {start_epoch + 1}, step {step}")
+        if start_epoch >= epochs:
+            rt.log(f"{ckpt} has all {epochs} epochs already: nothing to train")
     elif rt.main and metrics_file.exists():
         metrics_file.unlink()
     stop = {"signal": None}
@@ -915,6 +1148,8 @@ def fit(args, rt: Runtime, module, shape) -> dict:
             plain_args = {k: v for k, v in vars(args).items()
                           if isinstance(v, (int, float, str, bool, type(None)))}
             save_checkpoint(ckpt, {
+                "network": NETWORK,
+                "optimizer_class": type(opt).__name__,
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
@@ -1045,6 +1280,7 @@ def main(argv: list[str] | None = None) -> dict:
     rt = None
     try:
         args = parse_args(argv)
+        resume = preflight(args)
         module = load_model_module()
         shape = INPUT_SHAPE if args.input_size is None else (
             INPUT_SHAPE[0], args.input_size, args.input_size
@@ -1053,7 +1289,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.manual_seed(args.seed)
         rt = Runtime(args)
         summary = benchmark(args, rt, module, shape) if args.benchmark else fit(
-            args, rt, module, shape
+            args, rt, module, shape, resume
         )
         if args.metrics_json and rt.main:
             Path(args.metrics_json).write_text(json.dumps(summary, indent=2) + "\n")

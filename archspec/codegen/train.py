@@ -7,16 +7,20 @@ values, never as spec text.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import textwrap
 from typing import Any
 
+from ..errors import SpecError
+from ..ir import lower
 from ..load import Network
+from ..ops import REGISTRY
 from .pymodel import _safe_doc
 from ..spec.train import TrainRecipe
 
-__all__ = ["train_context", "recipe_dict"]
+__all__ = ["train_context", "recipe_dict", "input_size_range"]
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -67,6 +71,44 @@ def recipe_dict(recipe: TrainRecipe, input_shape: tuple[int, ...]) -> dict[str, 
     }
 
 
+def _weights_at(net: Network, size: int) -> list[tuple[str, int]] | None:
+    """Each node's parameter count when the network is lowered for ``size`` x ``size`` inputs;
+    None when the spec's shape rules reject that size."""
+    try:
+        graph = lower(dataclasses.replace(net, input=(net.input[0], size, size)))
+    except SpecError:
+        return None
+    return [(n.id, REGISTRY[n.op].count(n.attrs, n.in_shapes, n.shape).params) for n in graph.nodes()]
+
+
+def input_size_range(net: Network) -> tuple[int | None, int | None]:
+    """(smallest, largest) square input the emitted model takes: sizes at which the spec's shape
+    rules hold and every layer keeps the parameters it has at the spec's own size (a ``linear``
+    after ``flatten`` bounds the size on both sides; a global pool leaves no largest, None).
+    Binary searches, which assume that the sizes taken form one interval around the spec's;
+    (None, None) for inputs that are not square images."""
+    if len(net.input) != 3 or net.input[1] != net.input[2]:
+        return None, None
+    size = net.input[1]
+    own = _weights_at(net, size)
+    if own is None:
+        return None, None
+    if _weights_at(net, 1) == own:  # most networks with a global pool: no search
+        lo = 1
+    else:
+        lo, hi = 2, size
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if _weights_at(net, mid) == own else (mid + 1, hi)
+    if _weights_at(net, 4 * size) == own:
+        return lo, None
+    a, b = size, 4 * size - 1  # the largest size taken lies in [a, b]
+    while a < b:
+        mid = (a + b + 1) // 2
+        a, b = (mid, b) if _weights_at(net, mid) == own else (a, mid - 1)
+    return lo, a
+
+
 def literal(v: Any) -> str:
     """A Python literal of validated data, double-quoted like hand-written code."""
     if isinstance(v, str):
@@ -101,6 +143,8 @@ def train_context(net: Network, module_file: str, class_name: str, spec_display:
         "title": _safe_doc(net.doc.title or net.name),
         "spec": _safe_doc(spec_display),
         "source": _safe_doc(source),
+        "network": literal(net.name),
+        "input_sizes": [repr(n) for n in input_size_range(net)],
         "module_file": literal(module_file),
         "module_doc": _safe_doc(module_file),
         "class_name": class_name,
