@@ -348,3 +348,23 @@ def test_new_activations_and_expression_functions(tmp_path):
               "nn.GELU(approximate='tanh')", "nn.Hardsigmoid()"):
         assert m in code
     assert code.count("nn.Conv2d(8, 8, kernel_size=1)") == 2 and "nn.Conv2d(24, 8, kernel_size=1)" in code
+
+
+def test_an_internal_error_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    """A bug in archspec (simulated) still ends in one line and exit 3; ARCHSPEC_DEBUG=1 re-raises."""
+    from typer.testing import CliRunner
+
+    from archspec.cli.main import app
+    import archspec.analysis.stats as stats_mod
+
+    f = _spec(tmp_path, "network: [relu]\n")
+    monkeypatch.setattr(stats_mod, "analyse", lambda *a, **k: 1 / 0)
+    r = CliRunner().invoke(app, ["stats", str(f)])
+    assert r.exit_code == 3
+    assert r.stderr.splitlines() == [
+        "archspec: internal error: ZeroDivisionError: division by zero",
+        "  hint: this is a bug in archspec; ARCHSPEC_DEBUG=1 shows the traceback — please report it with "
+        "the spec"]
+    monkeypatch.setenv("ARCHSPEC_DEBUG", "1")
+    r = CliRunner().invoke(app, ["stats", str(f)])
+    assert isinstance(r.exception, ZeroDivisionError)

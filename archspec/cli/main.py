@@ -1,6 +1,7 @@
 """The ``archspec`` command line: parse arguments, call the pipeline, print.
 
-Exit codes: 0 OK, 1 a spec error or a failed check, 2 usage. A spec error prints one line
+Exit codes: 0 OK, 1 a spec error or a failed check, 2 usage, 3 an internal error (a bug; one line, ARCHSPEC_DEBUG=1
+shows the traceback). A spec error prints one line
 ``file:line:col: error: key.path: message`` (and maybe a hint line) on stderr — never a traceback.
 torch is never imported here.
 """
@@ -46,6 +47,10 @@ def _fail(err: SpecError) -> None:
     raise typer.Exit(1)
 
 
+#: exit status of an internal error (a bug): 1 is a spec error, 2 a usage error
+INTERNAL_ERROR = 3
+
+
 def _guard(fn: Callable[[], Any]) -> Any:
     """Run one command's pipeline work: spec errors become one line and exit 1; the cyclic garbage
     collector is paused, which keeps build time linear in the size of the network (archspec._gc)."""
@@ -57,6 +62,16 @@ def _guard(fn: Callable[[], Any]) -> Any:
     except RecursionError:
         print("<spec>:1:1: error: the spec nests too deeply", file=sys.stderr)
         raise typer.Exit(1)
+    except (typer.Exit, typer.BadParameter, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a bug in archspec, not in the spec: still one line, never a traceback
+        if os.environ.get("ARCHSPEC_DEBUG"):
+            raise
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        print(f"archspec: internal error: {text}", file=sys.stderr)
+        print("  hint: this is a bug in archspec; ARCHSPEC_DEBUG=1 shows the traceback — please report it "
+              "with the spec", file=sys.stderr)
+        raise typer.Exit(INTERNAL_ERROR)
 
 
 ALLOW_PATH = typer.Option(None, "--allow-path", metavar="DIR",
