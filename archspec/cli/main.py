@@ -1,7 +1,7 @@
 """The ``archspec`` command line: parse arguments, call the pipeline, print.
 
-Exit codes: 0 OK, 1 a spec error or a failed check, 2 usage, 3 an internal error (a bug; one line, ARCHSPEC_DEBUG=1
-shows the traceback). A spec error prints one line
+Exit codes: 0 OK, 1 a spec error or a failed check, 2 usage, 3 an internal error (a bug: one line;
+ARCHSPEC_DEBUG=1 shows the traceback). A spec error prints one line
 ``file:line:col: error: key.path: message`` (and maybe a hint line) on stderr — never a traceback.
 torch is never imported here.
 """
