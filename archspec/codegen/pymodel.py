@@ -30,7 +30,7 @@ from typing import Any
 from ..analysis import NetStats, analyse, human
 from ..errors import SpecError
 from ..ir import Graph, lower
-from ..ir.lower import IN_FIELDS, MODULE_MEMBERS
+from ..ir.lower import IN_FIELDS, MODULE_MEMBERS, in_record
 from ..ir.sym import Sym, SymFloat, SymPair, plain
 from ..load import Network
 from ..ops import REGISTRY
@@ -432,7 +432,7 @@ class Generator:
                 positional = False
                 args.append(f"{p}={_expr(v)}")
         # what the block reads besides its parameters: num_classes, and its input's size
-        record = _in_record(self.g.node(info.input).shape)
+        record = in_record(self.g.node(info.input).shape)
         for p, _, _ in self.class_params.get(cls, []):
             if p == "num_classes" and not any(p == q for q, _, _ in blk.params):
                 args.append("num_classes=num_classes")
@@ -532,7 +532,7 @@ class Generator:
         if blk is not None:
             info = self.g.modules[blk]
             out.update({v: "int" for f, v in IN_FIELDS.items() if f != "shape"})
-            out["in_shape"] = "tuple"
+            out["in_shape"] = "list"
             for p, typ, _ in self.net.blocks[info.block].params:
                 out[p] = _type_of(typ, info.sym_args.get(p))
             for k, v in self.net.env.items():
@@ -573,7 +573,7 @@ class Generator:
         declared = {p for p, _, _ in params}
         for f, name in IN_FIELDS.items():
             if name in used and name not in declared:
-                params.append((name, "tuple" if f == "shape" else "int", None if f != "shape" else None))
+                params.append((name, "list" if f == "shape" else "int", None))
                 declared.add(name)
         for k, v in self.net.env.items():
             if k in declared or k in ("column",) or k not in used:
@@ -700,17 +700,6 @@ class Generator:
 #: parameters the generated classes declare themselves
 GENERATED_PARAMS = frozenset({"self", "in_channels", "in_height", "in_width", "in_tokens", "in_rank",
                               "in_shape"})
-
-
-def _in_record(shape: tuple) -> dict[str, Any]:
-    rec: dict[str, Any] = {"shape": tuple(shape), "rank": len(shape)}
-    if len(shape) == 3:
-        rec.update(c=shape[0], h=shape[1], w=shape[2])
-    elif len(shape) == 2:
-        rec.update(n=shape[0], d=shape[1], c=shape[1])
-    elif len(shape) == 1:
-        rec.update(c=shape[0], d=shape[0])
-    return rec
 
 
 def _relative(guards: tuple, outer: tuple) -> tuple:

@@ -74,6 +74,19 @@ state_dict to to_empty train training type xpu zero_grad
 """.split())
 
 
+def in_record(shape: tuple) -> dict[str, Any]:
+    """What ``in`` holds in a block body for an input of ``shape``: ``c``, ``h``, ``w`` of a map;
+    ``n`` (tokens) and ``d`` (= ``c``) of a T×D sequence; ``c`` (= ``d``) of a vector; ``shape``, ``rank``."""
+    rec: dict[str, Any] = {"shape": list(shape), "rank": len(shape)}
+    if len(shape) == 3:
+        rec.update(c=shape[0], h=shape[1], w=shape[2])
+    elif len(shape) == 2:
+        rec.update(n=shape[0], d=shape[1], c=shape[1])
+    elif len(shape) == 1:
+        rec.update(c=shape[0], d=shape[0])
+    return rec
+
+
 def _channel_axis(shape: tuple) -> int:
     """The axis ``in.c`` reads: channels of a C×H×W map or a vector, the width D of T×D tokens."""
     return 1 if len(shape) == 2 else 0
@@ -263,16 +276,8 @@ class Lowerer:
     def shape(self, nid: str) -> Shape:
         return self.graph.node(nid).shape
 
-    def in_record(self, nid: str) -> dict[str, int]:
-        s = self.shape(nid)
-        rec = {"shape": list(s), "rank": len(s)}
-        if len(s) == 3:
-            rec.update(c=s[0], h=s[1], w=s[2])
-        elif len(s) == 2:
-            rec.update(n=s[0], d=s[1], c=s[1])
-        elif len(s) == 1:
-            rec.update(c=s[0], d=s[0])
-        return rec
+    def in_record(self, nid: str) -> dict[str, Any]:
+        return in_record(self.shape(nid))
 
     def value(self, v: Any, env: dict, mark: Mark | None, path: tuple) -> Any:
         """Evaluate an attribute or argument value: strings are expressions, except bare words that
