@@ -368,3 +368,21 @@ def test_an_internal_error_is_one_line_not_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHSPEC_DEBUG", "1")
     r = CliRunner().invoke(app, ["stats", str(f)])
     assert isinstance(r.exception, ZeroDivisionError)
+
+
+def test_a_group_only_a_shallow_instance_has_is_named_before_its_block(tmp_path):
+    """Found by `make fuzz` (seed 2643): the deepest instance of a block skipped its optional
+    group, so the group's class was not named when the block's class was rendered (KeyError)."""
+    code = _built(tmp_path, """
+        blocks:
+          B:
+            params: {out: int}
+            body:
+              - {conv: {out: out, kernel: 1}}
+              - {g: {c: {conv: {out: 2, kernel: 1}}, a: relu}, when: "out > 2"}
+        network:
+          a: {B: {out: 4}}
+          deep: [[{B: {out: 2}}]]
+          head: [global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "        self.g = None\n        if out > 2:\n            self.g = BG(out)\n" in code

@@ -448,20 +448,32 @@ class Generator:
         by_kind: dict[str, list[str]] = {}
         for p in mods:
             by_kind.setdefault(self.kind_of(p), []).append(p)
-        # a kind is unified at its deepest instance; a block's nested kinds sit deeper still, so
-        # they are named before any instance that uses them is rendered
+        # an instance renders its children by their class names, so every kind nested in *any*
+        # instance of a kind is named before it (an instance that skipped an optional group can be
+        # the deepest one of its kind); otherwise deepest first, in spec order
+        inner: dict[str, set[str]] = {k: set() for k in by_kind}
+        for q in mods:
+            parts = q.split(".")
+            for k in range(1, len(parts)):
+                p = ".".join(parts[:k])
+                if p in self.g.modules and self.g.modules[p].kind in ("block", "group", "seq"):
+                    inner[self.kind_of(p)].add(self.kind_of(q))
+        first = {k: i for i, k in reversed(list(enumerate(self.kind_of(p) for p in mods)))}
         done: set[str] = set()
-        for p in mods:
-            kind = self.kind_of(p)
+
+        def name(kind: str) -> None:
             if kind in done:
-                continue
+                return
             done.add(kind)
+            for k in sorted(inner[kind], key=first.__getitem__):
+                name(k)
             if kind.startswith("seq:"):
-                forms = {self.seq_form(q) for q in by_kind[kind]}
-                if "class" not in forms:
-                    continue  # written in place: nn.Sequential(...)
+                if "class" not in {self.seq_form(q) for q in by_kind[kind]}:
+                    return  # written in place: nn.Sequential(...)
                 self.seq_class.update(by_kind[kind])
             self.unify(kind, by_kind[kind])
+        for kind in sorted(by_kind, key=first.__getitem__):
+            name(kind)
         children, out, _ = self.scope("")
         net_scope = Scope("", "network", children, out,
                           params=[("num_classes", "int", repr(self.net.num_classes))])
