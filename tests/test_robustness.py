@@ -382,7 +382,7 @@ def test_a_group_only_a_shallow_instance_has_is_named_before_its_block(tmp_path)
               - {g: {c: {conv: {out: 2, kernel: 1}}, a: relu}, when: "out > 2"}
         network:
           a: {B: {out: 4}}
-          deep: [[{B: {out: 2}}]]
+          deep: {x: {y: {B: {out: 2}}}}
           head: [global_avgpool, flatten, {linear: num_classes}]
         """)
     assert "        self.g = None\n        if out > 2:\n            self.g = BG(out)\n" in code
