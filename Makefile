@@ -28,8 +28,10 @@ test: pyc
 	$(BIN)/archspec check > /dev/null
 	$(BIN)/python -m pytest
 
-# the heavier checks (README): make test, then the compiler contract on 2,000 random specs
+# the heavier checks (README): make test, the tests marked heavy, then the compiler contract on
+# 2,000 random specs
 test-all: test
+	$(BIN)/python -m pytest -m heavy
 	$(BIN)/python benchmarks/fuzz.py --n 2000 --jobs 2
 
 # the compiler contract on 10,000 random specs (issue #10; a run is recorded in docs/benchmarks.md)

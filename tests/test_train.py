@@ -380,10 +380,16 @@ def _small_input(mod) -> tuple[list[str], bool]:
     return ["--input-size", "32"], has_bn
 
 
-def test_every_script_runs_benchmark_2(capsys):
-    """Each generated training script starts and times two optimizer steps, in-process."""
+# the scripts come from one template; these cover its paths (no BN, BN, an input that can shrink to
+# 32, fixed 227/299 inputs, auxiliary outputs, token sequences, CIFAR recipes); make test-all runs all
+QUICK = ["train_lenet5", "torchvision/train_resnet18", "train_googlenet", "torchvision/train_inception_v3",
+         "torchvision/train_vit_b_32", "train_alexnet", "densenet_cifar/train_densenet40_k12",
+         "train_nin_cifar10"]
+
+
+def _benchmark_2(paths, capsys):
     torch.manual_seed(0)
-    for path in SCRIPTS:
+    for path in paths:
         mod = load_script(path)
         small, has_bn = _small_input(mod)
         batch = "2" if small or has_bn else "1"
@@ -394,7 +400,18 @@ def test_every_script_runs_benchmark_2(capsys):
         assert res["input"][1:] == ([32, 32] if small else list(mod.INPUT_SHAPE[1:])), path
         assert torch.isfinite(torch.tensor(res["loss"])), path
     out = capsys.readouterr().err
-    assert out.count("benchmark: ") == len(SCRIPTS)
+    assert out.count("benchmark: ") == len(paths)
+
+
+def test_quick_scripts_run_benchmark_2(capsys):
+    """Generated training scripts of each kind start and time two optimizer steps, in-process."""
+    _benchmark_2([GENERATED / f"{q}.py" for q in QUICK], capsys)
+
+
+@pytest.mark.heavy
+def test_every_script_runs_benchmark_2(capsys):
+    """Each generated training script starts and times two optimizer steps, in-process (make test-all)."""
+    _benchmark_2(SCRIPTS, capsys)
 
 
 def test_googlenet_script_trains_on_the_weighted_auxiliary_losses():
