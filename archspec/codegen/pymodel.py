@@ -143,10 +143,11 @@ class Scope:
     #: values from outside the scope that its layers read (from: across a group): extra forward inputs
     extern: list[str] = field(default_factory=list)
     numbered: bool = False     # a sequence emitted as a class: children are self["0"], self["1"], ...
+    sequential: bool = False   # a sequential: block whose layers chain: an nn.Sequential subclass
 
     def key(self) -> tuple:
         return (tuple(c.key() for c in self.children), self.output, tuple(self.params), tuple(self.prelude),
-                len(self.extern), self.numbered)
+                len(self.extern), self.numbered, self.sequential)
 
 
 class Generator:
@@ -309,10 +310,7 @@ class Generator:
         if not self._seq_chain_ok(path):
             return "class"
         items, out, extern = self.scope(path, in_seq=True)
-        chain = not extern and out == len(items) - 1 and all(
-            it.inputs == [j - 1] and it.kind in ("module", "skip") and not it.else_inputs
-            for j, it in enumerate(items))
-        if not chain:
+        if not _is_chain(items, out, extern):
             return "class"
         if any(it.guard or it.kind == "skip" for it in items):
             return "append"
@@ -485,16 +483,18 @@ class Generator:
     def unify(self, kind: str, paths: list[str]) -> None:
         scopes: list[Scope] = []
         what, _, where = kind.partition(":")
+        sequential = what == "block" and self.net.blocks[where].sequential
         for p in paths:
             info = self.g.modules[p]
-            numbered = what == "seq"
+            numbered = what == "seq" or sequential
             children, out, extern = self.scope(p, numbered=numbered)
-            if numbered and any(c.guard or c.kind == "skip" for c in children):
+            chain = sequential and _is_chain(children, out, extern)
+            if numbered and not chain and any(c.guard or c.kind == "skip" for c in children):
                 raise _err(f"a when: on a layer of the numbered list '{p}', whose layers branch or read "
                            f"other layers, cannot be generated", info,
                            "name the list's layers (a mapping) when it has optional layers and branches")
             sc = Scope(p, "block" if what == "block" else "group", children, out, extern=extern,
-                       numbered=numbered)
+                       numbered=numbered, sequential=chain)
             if what == "block":
                 sc.params, sc.prelude = self.block_signature(info, children)
             else:
@@ -711,13 +711,31 @@ class Generator:
 
 #: parameters the generated classes declare themselves
 GENERATED_PARAMS = frozenset({"self", "in_channels", "in_height", "in_width", "in_tokens", "in_rank",
-                              "in_shape"})
+                              "in_shape", "make_divisible", "math"})
 
 
 def _relative(guards: tuple, outer: tuple) -> tuple:
     """The conditions of a layer inside a scope that already holds under ``outer``."""
     guards = tuple(guards)
     return guards[len(outer):] if outer and guards[:len(outer)] == outer else guards
+
+
+def _is_chain(items: list[Child], out: int, extern: list[str]) -> bool:
+    """Do the layers form a chain of modules, each reading the one before (an nn.Sequential)?"""
+    return not extern and out == len(items) - 1 and all(
+        it.inputs == [j - 1] and it.kind in ("module", "skip") and not it.else_inputs
+        for j, it in enumerate(items))
+
+
+def _sequential_init(sc: Scope) -> tuple[list[str], list[str]]:
+    """A sequential: block as an ``nn.Sequential`` subclass: the ``super().__init__(...)`` call with
+    its layers (after the prelude), or, with optional layers, ``super().__init__()`` and ``append``."""
+    items = sc.children
+    head = list(sc.prelude)
+    if any(it.guard or it.kind == "skip" for it in items):
+        return head + ["super().__init__()"], _append_lines("self", items)[1:]
+    lines = [it.full_ctor() for it in items]
+    return head + ["super().__init__("] + [f"    {l}," for l in lines] + [")"], []
 
 
 def _attr(local: str, numbered: bool) -> str:
@@ -852,10 +870,25 @@ def _merge(a: Scope, b: Scope) -> Scope | None:
     if a.output != b.output or a.params != b.params or a.prelude != b.prelude or \
             len(a.extern) != len(b.extern) or a.numbered != b.numbered:
         return None
-    merged = _merge_children(a.children, b.children)
+    if a.sequential != b.sequential:
+        return None
+    merge = _merge_items if a.sequential else _merge_children
+    merged = merge(a.children, b.children)
     if merged is None:
         return None
-    return Scope(a.path, a.kind, merged, a.output, a.params, a.prelude, a.extern, a.numbered)
+    return Scope(a.path, a.kind, merged, a.output, a.params, a.prelude, a.extern, a.numbered, a.sequential)
+
+
+def _merge_items(xs: list[Child], ys: list[Child]) -> list[Child] | None:
+    """The layers of two instances of a sequence built by appending: an index is taken only by a
+    layer that is present, so the indices themselves are not compared (only that they are indices)."""
+    def anon(cs: list[Child]) -> list[Child]:
+        return [dataclasses.replace(c, local="#") if c.local.isdigit() or c.kind == "skip" else c for c in cs]
+
+    merged = _merge_children(anon(xs), anon(ys))
+    if merged is None:
+        return None
+    return [dataclasses.replace(c, local="0") if c.local == "#" else c for c in merged]
 
 
 def _merge_children(xs: list[Child], ys: list[Child]) -> list[Child] | None:
@@ -876,7 +909,7 @@ def _merge_children(xs: list[Child], ys: list[Child]) -> list[Child] | None:
                 present, else_inputs=None if skipped.inputs == present.inputs else skipped.inputs))
         elif x.items is not None and y.items is not None and \
                 dataclasses.replace(x, items=[]).key() == dataclasses.replace(y, items=[]).key():
-            items = _merge_children(x.items, y.items)  # a sequence with optional layers
+            items = _merge_items(x.items, y.items)  # a sequence with optional layers
             if items is None:
                 return None
             merged.append(dataclasses.replace(x, items=items))
@@ -985,6 +1018,11 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
     if gen.dense_class is not None:
         classes.append(_dense_class(gen.dense_class))
     for name, sc, doc in gen.classes:
+        if sc.sequential:
+            head, init = _sequential_init(sc)
+            classes.append({"name": name, "doc": doc, "signature": _signature(sc.params), "super": head,
+                            "init": init, "forward": None, "base": "nn.Sequential"})
+            continue
         init, fwd = gen.render_scope(sc)
         classes.append({"name": name, "doc": doc, "signature": _signature(sc.params), "init": init,
                         "forward": fwd, "base": "nn.ModuleDict" if sc.numbered else "nn.Module",
@@ -1025,7 +1063,9 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
         net_forward=fwd,
         init_lines=init_lines,
         num_classes=net.num_classes,
-        uses_math=any("math." in l for c in classes for l in c["init"]),
+        uses_math=any("math." in l for c in classes for l in c["init"] + (c.get("super") or []) + (c["forward"] or [])),
+        uses_make_divisible=any("make_divisible(" in l for c in classes
+                                for l in c["init"] + (c.get("super") or []) + (c["forward"] or [])),
         uses_ordered_dict=gen.uses_ordered_dict,
         block_names=[c["name"] for c in classes],
         outputs_class=gen.outputs_class,

@@ -38,7 +38,7 @@ from .sym import Sym, SymFloat, SymPair, has_sym, plain
 __all__ = ["lower", "META_KEYS", "MERGES"]
 
 #: keys of a call that are not the op: how it is named, repeated, wired and checked
-META_KEYS = ("name", "names", "repeat", "first", "when", "else", "from", "expect")
+META_KEYS = ("name", "names", "repeat", "first", "when", "else", "from", "expect", "splice")
 #: ops that take branches as well as references
 MERGES = ("add", "concat", "mul")
 #: combinators that are not ops: they take a layer body and repeat: and lower to ordinary nodes
@@ -106,6 +106,7 @@ class Frame:
     taken: set[str] = field(default_factory=set)
     counter: int = 0
     hint_next: dict[str, int] = field(default_factory=dict)  # hint -> the next suffix to try
+    numbered: bool = False  # a sequential: block: its layers are numbered like a sequence's
 
     def child_path(self, local: str) -> str:
         return f"{self.path}.{local}" if self.path else local
@@ -114,7 +115,7 @@ class Frame:
         """The local name for a new child: the explicit name, the next index of a sequence, or an
         fx-style ``hint``, ``hint_1``, ... elsewhere."""
         if explicit:
-            numbered = self.kind in ("dense", "seq") and hint.isdigit()  # names: "{i}" numbers them
+            numbered = (self.kind in ("dense", "seq") or self.numbered) and hint.isdigit()  # names: "{i}"
             if not numbered and (not _IDENT.match(hint) or keyword.iskeyword(hint)):
                 raise SpecError(f"the layer name '{_printable(hint)}' is not an identifier", mark=mark,
                                 path=spec_path, code="bad_name",
@@ -130,7 +131,7 @@ class Frame:
                                 hint="names must be unique within a block or group")
             self.taken.add(hint)
             return hint
-        if self.kind == "seq":
+        if self.kind == "seq" or self.numbered:
             while str(self.counter) in self.taken:
                 self.counter += 1
             name = str(self.counter)
@@ -361,7 +362,7 @@ class Lowerer:
             return self.aux(expr, x, fr, env, mark, path, name)
         if isinstance(expr, dict):
             heads = [k for k in expr if k not in META_KEYS]
-            if len(heads) == 1 and self.is_callable(str(heads[0])):
+            if len(heads) == 1 and self.is_callable(str(heads[0])) and not self.named_list(expr, str(heads[0])):
                 return self.call(expr, str(heads[0]), x, fr, env, mark, path, name)
             metas = [k for k in expr if k in META_KEYS]
             if len(heads) == 1 and not self.layerish(expr[heads[0]]):
@@ -459,6 +460,14 @@ class Lowerer:
         if isinstance(v, dict):
             return any(self.is_callable(str(k)) or k in META_KEYS for k in v) or any(self.layerish(i) for i in v.values())
         return False
+
+    def named_list(self, expr: dict, head: str) -> bool:
+        """``conv: [{...}, bn]``: a list of layers held by a key that is also an op's name
+        (torchvision's ``conv`` of MobileNetV2). An op's positional arguments are numbers, words and
+        pairs, never mappings, so a list holding a mapping is the named sequence."""
+        v = expr[head]
+        return (head in REGISTRY and head not in MERGES and head not in self.net.blocks
+                and isinstance(v, list) and any(isinstance(i, dict) for i in v))
 
     def is_callable(self, head: str) -> bool:
         return (head.startswith("$") or head in self.net.blocks or head in MERGES
@@ -580,6 +589,19 @@ class Lowerer:
         if "names" in expr and "repeat" not in expr:
             raise self.err("names: goes with repeat: (it names each repetition)",
                            _key_mark(expr, "names", mark), path, code="bad_call")
+        if "splice" in expr:
+            smark = _key_mark(expr, "splice", mark)
+            if "repeat" not in expr or head in COMBINATORS:
+                raise self.err("splice: goes with repeat: (the repetitions take the enclosing list's next "
+                               "indices)", smark, path, code="bad_call")
+            if expr["splice"] is not True and expr["splice"] is not False:
+                raise self.err(f"splice: takes true or false, got {expr['splice']!r}", _mark_of(expr, "splice", mark),
+                               path + ("splice",), code="type")
+            if expr["splice"] and not (fr.kind == "seq" or fr.numbered) or name is not None and expr["splice"]:
+                raise self.err("splice: true puts the repetitions into the numbered list that holds the call, "
+                               "and this call is not an item of one", smark, path, code="bad_call",
+                               hint="write it as an item of a list held by a key (features: [..., {B: ..., "
+                                    "repeat: n, splice: true}]), without a name")
         if head in COMBINATORS and "repeat" in expr:
             return self.dense(expr, head, x, fr, env, mark, path, name)
         if "repeat" in expr:
@@ -625,14 +647,18 @@ class Lowerer:
                 raise self.err(f"a repeated call takes one input; from: names {len(ins)}", fmark,
                                path + ("from",), code="bad_call")
             x = ins[0]
-        hint = name if name is not None else _hint(head)
-        local = fr.claim(hint, name is not None, mark, path)
-        seq = Frame(path=fr.child_path(local), kind="seq", input=x, parent=fr)
-        self.graph.modules[seq.path] = ModuleInfo(path=seq.path, kind="seq", input=x, mark=mark,
-                                                  guards=tuple(self.guards))
+        splice = expr.get("splice") is True
+        if splice:  # the repetitions are items of the enclosing numbered list (torchvision's features)
+            seq, local = fr, None
+        else:
+            hint = name if name is not None else _hint(head)
+            local = fr.claim(hint, name is not None, mark, path)
+            seq = Frame(path=fr.child_path(local), kind="seq", input=x, parent=fr)
+            self.graph.modules[seq.path] = ModuleInfo(path=seq.path, kind="seq", input=x, mark=mark,
+                                                      guards=tuple(self.guards))
         # when:/else: and from: were settled for the whole repetition (call() and above)
         base = {k: v for k, v in expr.items()
-                if k not in ("repeat", "first", "name", "names", "expect", "when", "else", "from")}
+                if k not in ("repeat", "first", "name", "names", "expect", "when", "else", "from", "splice")}
         names = self.repeat_names(expr, n, env, mark, path) if "names" in expr else [None] * n
         first = expr.get("first")
         if first is not None and not isinstance(first, dict):
@@ -663,6 +689,12 @@ class Lowerer:
                                    f"{self.empty_repetitions:,} and {len(self.graph):,} nodes are more than the "
                                    f"{self.limits.max_nodes:,} a network may have", rmark, path + ("repeat",),
                                    "raise the limit with --max-nodes N", "limit")
+        if splice:
+            if "expect" in expr:
+                raise self.err("expect: needs a module to total, and splice: true makes none",
+                               _key_mark(expr, "expect", mark), path, code="bad_call",
+                               hint="put expect: on the list that holds the call")
+            return out
         self.graph.modules[seq.path].output = out
         fr.names[local] = out
         self.graph.named[seq.path] = out
@@ -826,7 +858,8 @@ class Lowerer:
                            code="arity")
         bound, given = self.bind(blk, args, env, mark, path)
         local = fr.claim(name if name is not None else _hint(blk.name), name is not None, cmark, path)
-        bfr = Frame(path=fr.child_path(local), kind="block", input=inputs[0], parent=fr, barrier=True)
+        bfr = Frame(path=fr.child_path(local), kind="block", input=inputs[0], parent=fr, barrier=True,
+                    numbered=blk.sequential)
         info = ModuleInfo(path=bfr.path, kind="block", block=blk.name, args=plain(dict(bound)),
                           input=inputs[0], mark=cmark, guards=tuple(self.guards), given=given)
         self.graph.modules[bfr.path] = info

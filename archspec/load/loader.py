@@ -35,6 +35,7 @@ class Block:
     body: Any
     raw: Any
     mark: Mark | None
+    sequential: bool = False  # an nn.Sequential: the body's layers are numbered 0, 1, ...
 
 
 @dataclass
@@ -410,7 +411,11 @@ def _block_table(doc: SpecDoc, raw: LocDict) -> dict[str, Block]:
             if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", str(p)):
                 raise SpecError(f"parameter name '{p}' is not an identifier",
                                 mark=mark_at(raw, ("blocks", name, "params")), path=("blocks", name, "params"))
-        out[name] = Block(name, params, b.body, rb, mark)
+        if b.sequential and not isinstance(b.body, list):
+            raise SpecError(f"block '{name}' is sequential: its body must be a list of layers, numbered 0, 1, ...",
+                            mark=mark_at(raw, ("blocks", name, "body")) or mark, path=("blocks", name, "body"),
+                            code="bad_block", hint="write body: [layer, layer, ...] or drop sequential: true")
+        out[name] = Block(name, params, b.body, rb, mark, b.sequential)
     return out
 
 

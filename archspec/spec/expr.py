@@ -375,7 +375,12 @@ class _Call(_Node):
         if wants_list and not isinstance(args[0], (list, tuple)):
             raise ExprError(f"{self.name}() expects a list, got {_kind(args[0])}", offset=self.offset)
         try:
-            return _check_value(FUNCTIONS[self.name][2](*args), self.offset)
+            value = _check_value(FUNCTIONS[self.name][2](*args), self.offset)
+            if self.name == "make_divisible" and any(hasattr(a, "expr") for a in args):
+                # a block's symbolic width: generated code computes it with the same helper
+                from ..ir.sym import Sym
+                return Sym(value, f"make_divisible({', '.join(str(a) for a in args)})")
+            return value
         except TypeError:
             kinds = ", ".join(_kind(a) for a in args)
             raise ExprError(f"cannot apply {self.name}() to {kinds}", offset=self.offset) from None
@@ -603,7 +608,8 @@ def looks_like_expression(text: str) -> bool:
 # --------------------------------------------------------------------------- rendering as Python
 
 _PY_FUNCS = {"min": "min", "max": "max", "abs": "abs", "int": "int", "float": "float", "round": "round",
-             "ceil": "math.ceil", "floor": "math.floor", "len": "len", "sum": "sum"}
+             "ceil": "math.ceil", "floor": "math.floor", "len": "len", "sum": "sum", "log": "math.log",
+             "make_divisible": "make_divisible"}  # generated files define make_divisible when they use it
 
 
 def to_python(expr: "Expr", name: Callable[[str], str], field: Callable[[str, str], str]) -> str:
@@ -627,7 +633,7 @@ def to_python(expr: "Expr", name: Callable[[str], str], field: Callable[[str, st
         if isinstance(node, _Index):
             return f"{go(node.obj, 100)}[{go(node.index, 0)}]"
         if isinstance(node, _Call):
-            if node.name not in _PY_FUNCS:  # make_divisible, log: values are computed at compile time
+            if node.name not in _PY_FUNCS:
                 raise ExprError(f"'{node.name}' cannot be written into generated code (in a when: or "
                                 f"a parameter default of a block)", offset=node.offset,
                                 hint="compute the value outside: pass it as a block argument")

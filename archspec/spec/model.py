@@ -70,6 +70,9 @@ class BlockDef(_Model):
                     "value) or a list of names (required ints, in call order — a table row)")
     body: LayerExpr = Field(description="the block's layers")
     doc: Optional[str] = Field(None, description="a sentence on what the block is")
+    sequential: bool = Field(
+        False, description="the block is an nn.Sequential: its body (a list) is numbered 0, 1, ... "
+                           "(torchvision's Conv2dNormActivation)")
 
 
 class ExpectEntry(_Model):
