@@ -21,10 +21,13 @@ from archspec.errors import SpecError
 from archspec.ir import lower
 from archspec.load import expand_refs, load_networks
 
-from .conftest import ROOT, torchvision_specs
+from .conftest import HEAVY, ROOT, torchvision_specs
 
 GENERATED = ROOT / "generated"
 TV_SPECS = torchvision_specs()
+# the numerical parity of the largest builders takes minutes of CPU: make test-all runs it
+TV_PARAMS = [pytest.param(p, id=p.stem, marks=[pytest.mark.heavy] if p.stem in HEAVY else [])
+             for p in TV_SPECS]
 
 
 def _code_key(path: Path) -> str:
@@ -91,7 +94,7 @@ def _parity_size(spec: Path, net) -> tuple[int, int]:
     return (side, side) if st_small.params == st.params else (net.input[1], net.input[2])
 
 
-@pytest.mark.parametrize("spec", TV_SPECS, ids=[p.stem for p in TV_SPECS])
+@pytest.mark.parametrize("spec", TV_PARAMS)
 def test_generated_loads_torchvision_weights_and_matches_outputs(spec):
     [net] = load_networks(str(spec.relative_to(ROOT)))
     mod = load_module(GENERATED / "torchvision" / f"{spec.stem}.py")
