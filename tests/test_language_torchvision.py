@@ -1,0 +1,173 @@
+"""Issue #11: the language features torchvision's module trees need — sequential: blocks (an
+nn.Sequential numbered 0, 1, ...), splice: true (a repeat's repetitions as items of the enclosing
+numbered list), a list of layers held by an op's name (MobileNetV2's `conv`), and make_divisible in
+a block (the generated file defines it). Each built spec goes through the whole compiler contract
+(tests/contract.py) and its state_dict keys are checked exactly."""
+
+import importlib.util
+import sys
+import textwrap
+
+import pytest
+
+from archspec.errors import SpecError
+from archspec.ir import lower
+from archspec.load import load_networks
+
+from .contract import check_spec
+
+HEAD = """
+name: net
+input: [3, 16, 16]
+num_classes: 10
+blocks:
+  CNA:
+    sequential: true
+    params: {out: int, kernel: 3, stride: 1, groups: 1, act: relu6}
+    body:
+      - {conv: {out: out, kernel: kernel, stride: stride, padding: (kernel - 1) // 2, groups: groups, bias: false}}
+      - bn
+      - {$act: {}, when: act != 'none'}
+  IR:
+    params: {oup: int, stride: 1, t: 6}
+    body:
+      conv:
+        - {CNA: {out: in.c * t, kernel: 1}, when: t != 1}
+        - {CNA: {out: in.c * t, stride: stride, groups: in.c * t}}
+        - {CNA: {out: oup, kernel: 1, act: none}}
+      add: {add: {}, from: [conv, input], when: stride == 1 and in.c == oup}
+"""
+
+
+def _spec(tmp_path, body: str):
+    """HEAD, then ``body``; a ``blocks:`` section in ``body`` joins HEAD's."""
+    body = textwrap.dedent(body)
+    extra = ""
+    if body.lstrip().startswith("blocks:"):
+        lines = body.lstrip().splitlines()[1:]
+        k = next(i for i, l in enumerate(lines) if l and not l.startswith(" "))
+        extra, body = "\n".join(lines[:k]) + "\n", "\n".join(lines[k:]) + "\n"
+    f = tmp_path / "net.yaml"
+    f.write_text(HEAD + extra + body)
+    return f
+
+
+def _module(tmp_path, body: str):
+    f = _spec(tmp_path, body)
+    assert check_spec(f, tmp_path / "out").kind == "ok"
+    path = tmp_path / "out" / "net.py"
+    spec = importlib.util.spec_from_file_location("lang_tv_net", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.pop("lang_tv_net", None)
+    spec.loader.exec_module(mod)
+    return mod, path.read_text()
+
+
+def _error(tmp_path, body: str) -> str:
+    f = _spec(tmp_path, body)
+    with pytest.raises(SpecError) as e:
+        for net in load_networks(str(f)):
+            lower(net)
+    return e.value.format()
+
+
+def test_sequential_block_is_an_nn_sequential_numbered_like_torchvision(tmp_path):
+    mod, text = _module(tmp_path, """
+        network:
+          features:
+            - {CNA: {out: 8, stride: 2}}
+            - {CNA: {out: 8, kernel: 1, act: none}}
+          avgpool: global_avgpool
+          flatten: flatten
+          fc: {linear: num_classes}
+        """)
+    import torch
+    net = mod.build()
+    assert isinstance(net.features[0], torch.nn.Sequential)
+    assert [k for k in net.state_dict() if k.startswith("features.")] == [
+        "features.0.0.weight", "features.0.1.weight", "features.0.1.bias", "features.0.1.running_mean",
+        "features.0.1.running_var", "features.0.1.num_batches_tracked",
+        "features.1.0.weight", "features.1.1.weight", "features.1.1.bias", "features.1.1.running_mean",
+        "features.1.1.running_var", "features.1.1.num_batches_tracked"]
+    assert len(net.features[0]) == 3 and len(net.features[1]) == 2  # act: none takes no index
+    assert "class CNA(nn.Sequential):" in text and "def forward" not in text.split("class CNA")[1].split("class ")[0]
+    assert "if act != 'none':\n            self.append(nn.ReLU6(inplace=True))" in text
+
+
+def test_splice_puts_repetitions_into_the_enclosing_numbered_list(tmp_path):
+    mod, text = _module(tmp_path, """
+        network:
+          features:
+            - {CNA: {out: 16, stride: 2}}
+            - {IR: {oup: 16, t: 1}}
+            - {IR: {oup: 24}, repeat: 3, first: {stride: 2}, splice: true}
+            - {IR: {oup: 32}, repeat: 2}
+          avgpool: global_avgpool
+          flatten: flatten
+          fc: {linear: num_classes}
+        """)
+    net = mod.build()
+    tops = sorted({".".join(k.split(".")[:2]) for k in net.state_dict() if k.startswith("features.")})
+    assert tops == ["features.0", "features.1", "features.2", "features.3", "features.4", "features.5"]
+    # the spliced repeat takes indices 2, 3, 4; the plain repeat nests (features.5.0, features.5.1)
+    assert "features.4.conv.0.0.weight" in net.state_dict()
+    assert "features.5.1.conv.2.0.weight" in net.state_dict()
+    # MobileNetV2's `conv` list: t = 1 skips the expansion, so the depthwise conv is conv.0
+    assert net.state_dict()["features.1.conv.0.0.weight"].shape == (16, 1, 3, 3)
+    assert net.state_dict()["features.2.conv.0.0.weight"].shape == (96, 16, 1, 1)
+
+
+def test_make_divisible_in_a_block_is_written_into_the_generated_file(tmp_path):
+    mod, text = _module(tmp_path, """
+        blocks:
+          SE:
+            params: {ratio: 4}
+            body:
+              - mul:
+                  - []
+                  - - global_avgpool
+                    - {conv: {out: "make_divisible(in.c // ratio, 8)", kernel: 1}}
+                    - relu
+                    - {conv: {out: in.c, kernel: 1}}
+                    - hardsigmoid
+        network:
+          - {conv: {out: 40, kernel: 3, padding: 1}}
+          - SE
+          - {conv: {out: 72, kernel: 1}}
+          - SE
+          - global_avgpool
+          - flatten
+          - {linear: num_classes}
+        """)
+    assert "def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:" in text
+    assert "make_divisible(in_channels // ratio, 8)" in text
+    assert text.count("class SE") == 1  # one class: the width is computed, not a constant per instance
+    assert mod.make_divisible(40 // 4, 8) == 16 and mod.make_divisible(72 // 4, 8) == 24
+
+
+def test_sequential_body_must_be_a_list(tmp_path):
+    msg = _error(tmp_path, """
+        blocks:
+          S:
+            sequential: true
+            body: {a: relu}
+        network: [S, flatten, {linear: num_classes}]
+        """)
+    assert msg.startswith(f"{tmp_path / 'net.yaml'}:")
+    assert "block 'S' is sequential: its body must be a list" in msg
+
+
+@pytest.mark.parametrize("body, message", [
+    ("network: [{CNA: {out: 8}, repeat: 2, splice: true}, flatten]",
+     "splice: true puts the repetitions into the numbered list that holds the call"),
+    ("network:\n  f: [{CNA: {out: 8}, splice: true}]",
+     "splice: goes with repeat:"),
+    ("network:\n  f: [{CNA: {out: 8}, repeat: 2, splice: yes please}]",
+     "splice: takes true or false"),
+    ("network:\n  f: [{CNA: {out: 8}, repeat: 2, splice: true, expect: {params: 1}}]",
+     "expect: needs a module to total, and splice: true makes none"),
+])
+def test_splice_misuse_is_one_located_error(tmp_path, body, message):
+    msg = _error(tmp_path, body)
+    first = msg.splitlines()[0]
+    assert first.startswith(str(tmp_path / "net.yaml") + ":") and message in first
