@@ -33,7 +33,7 @@ from ..ir import Graph, lower
 from ..ir.lower import IN_FIELDS, MODULE_MEMBERS, in_record
 from ..ir.sym import Sym, SymFloat, SymPair, plain
 from ..load import Network
-from ..ops import REGISTRY
+from ..ops import REGISTRY, Emit, Helper
 from ..spec.expr import parse, to_python
 from .format import wrap_long_lines
 from .init import render_init
@@ -163,6 +163,9 @@ class Generator:
         self.seq_class: set[str] = set()  # numbered sequences emitted as classes
         self.net_class = ""
         self.dense_class: str | None = None
+        #: the ops' helper definitions this file uses, in order of first use: name in the registry ->
+        #: (name in this file, definition)
+        self.helpers: dict[str, tuple[str, Helper]] = {}
         self.outputs_class = ""  # the NamedTuple of the training-mode outputs, when there are aux: layers
         # the module tree, indexed once: direct children, all nodes and first position per path
         self._children: dict[str, list[tuple[str, Any]]] = {}
@@ -260,7 +263,7 @@ class Generator:
         guard = _join_guards(_relative(n.guards, outer))
         if n.skipped:
             return Child(n.local, "skip", None, None, inputs, guard)
-        emit = opdef.emit(n.sym_attrs, n.sym_in, n.shape)
+        emit = self.emit(n)
         counts = opdef.count(n.attrs, n.in_shapes, n.shape)
         if emit.owns_attribute or emit.param is not None:
             # an attribute with a forward of its own: a parameter tensor, or a module called another way
@@ -406,6 +409,27 @@ class Generator:
         lines = [f"(\"{n}\", {c})" for n, c in zip(names, ctors)]  # identifiers
         return Child(local, "module", "nn.Sequential(OrderedDict([", None, inputs, guard, lines, close="]))")
 
+    def emit(self, n: Any) -> Emit:
+        """The op's emission for node ``n``, its helper definitions taken into the file (renamed
+        where the file already uses a helper's name)."""
+        emit = REGISTRY[n.op].emit(n.sym_attrs, n.sym_in, n.shape)
+        for h in emit.helpers:
+            name = self.helper(h)
+            if name != h.name:
+                emit = dataclasses.replace(emit, **{f: _rename(getattr(emit, f), h.name, name) for f in
+                                                    ("module", "call", "param") if getattr(emit, f)})
+        return emit
+
+    def helper(self, h: Helper) -> str:
+        """The name of helper ``h`` in this file, chosen on first use: not a class name, and not a
+        name that generated code binds (a block's or the network's parameters) or reads."""
+        if h.name not in self.helpers:
+            bound = {p for blk in self.net.blocks.values() for p, _, _ in blk.params} | set(self.net.env)
+            self.helpers[h.name] = (self.fresh_class(h.name, avoid=bound | GENERATED_PARAMS), h)
+        elif self.helpers[h.name][1] != h:
+            raise ValueError(f"two different helper definitions are named '{h.name}'")
+        return self.helpers[h.name][0]
+
     def dense_helper(self) -> str:
         """The ``Dense`` container class, emitted once per file when a spec uses ``dense:``."""
         if self.dense_class is None:
@@ -527,10 +551,10 @@ class Generator:
                     doc += f" (Variant {k + 1} of {len(groups)}: its instances differ in structure.)"
             self.classes.append((name, sc, doc))
 
-    def fresh_class(self, base: str) -> str:
+    def fresh_class(self, base: str, avoid: frozenset[str] | set[str] = frozenset()) -> str:
         name, n = base, 1
         while name in self.used_names or keyword.iskeyword(name) or hasattr(builtins, name) \
-                or name in RESERVED or name == self.net_class:
+                or name in RESERVED or name == self.net_class or name in avoid:
             n += 1
             name = f"{base}{n}"
         self.used_names.add(name)
@@ -639,6 +663,8 @@ class Generator:
         ns.take("self")
         for p, _, _ in sc.params:
             ns.take(p)
+        for name, _ in self.helpers.values():  # a helper function called in forward
+            ns.take(name)
         remaining: dict[int, int] = {}
         for c in sc.children:
             for i in c.inputs + (c.else_inputs or []):
@@ -705,6 +731,8 @@ class Generator:
         ns.take("self")
         for p, _, _ in sc.params:
             ns.take(p)
+        for name, _ in self.helpers.values():
+            ns.take(name)
         extra = "".join(f", {ns.create(nid.rsplit('.', 1)[-1])}: Tensor" for nid in sc.extern)
         return f"def forward(self, x: Tensor{extra}) -> Tensor:"
 
@@ -712,6 +740,11 @@ class Generator:
 #: parameters the generated classes declare themselves
 GENERATED_PARAMS = frozenset({"self", "in_channels", "in_height", "in_width", "in_tokens", "in_rank",
                               "in_shape"})
+
+
+def _rename(text: str, old: str, new: str) -> str:
+    """``text`` with the whole word ``old`` (a helper's name) replaced by ``new``."""
+    return text if old == new else re.sub(rf"\b{re.escape(old)}\b", new, text)
 
 
 def _relative(guards: tuple, outer: tuple) -> tuple:
@@ -1027,7 +1060,8 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
         num_classes=net.num_classes,
         uses_math=any("math." in l for c in classes for l in c["init"]),
         uses_ordered_dict=gen.uses_ordered_dict,
-        block_names=[c["name"] for c in classes],
+        helpers=[_rename(h.source, h.name, name) for name, h in gen.helpers.values()],
+        block_names=[name for name, _ in gen.helpers.values()] + [c["name"] for c in classes],
         outputs_class=gen.outputs_class,
         aux=[{"name": a.name, "loss_weight": a.loss_weight} for a in aux],
         aux_order=[a.name for a in reversed(aux)],
