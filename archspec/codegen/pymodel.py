@@ -743,8 +743,9 @@ GENERATED_PARAMS = frozenset({"self", "in_channels", "in_height", "in_width", "i
 
 
 def _rename(text: str, old: str, new: str) -> str:
-    """``text`` with the whole word ``old`` (a helper's name) replaced by ``new``."""
-    return text if old == new else re.sub(rf"\b{re.escape(old)}\b", new, text)
+    """``text`` with helper ``old`` renamed ``new`` where it is defined or called (``old(``, not an
+    attribute): a block parameter of the same name, an argument, stays as it is."""
+    return text if old == new else re.sub(rf"(?<![\w.]){re.escape(old)}(?=\()", new, text)
 
 
 def _relative(guards: tuple, outer: tuple) -> tuple:

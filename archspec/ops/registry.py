@@ -85,9 +85,9 @@ class Helper:
     after the imports and before the network's classes.
 
     ``source`` defines ``name`` at the top level and may use ``torch``, ``nn`` and ``Tensor``. An
-    op's emitted text refers to it by ``name``; where a file already uses that name (a block's class,
-    a parameter), the code generator gives the helper another one and replaces the whole word
-    ``name`` in ``source`` and in the op's emitted text.
+    op's emitted text calls it by ``name`` (``StochasticDepth(0.1, 'row')``); where a file already
+    binds that name (a block's class, a parameter), the code generator gives the helper another one
+    and renames it where ``source`` and the emitted text define or call it (``name(``).
     """
 
     name: str
