@@ -315,6 +315,24 @@ def test_helpers_yield_to_the_names_a_spec_binds(tmp_path):
         assert torch.equal(model(x), torch.cat([x, shuffled, again], 1))
 
 
+def test_a_block_class_keeps_its_name_when_the_helper_is_used_before_it(tmp_path):
+    mod, text, _ = _build(tmp_path, """
+        blocks:
+          A:
+            body: [{layernorm: {over: channels}}]
+          LayerNorm2d:
+            body: [bn]
+        network:
+          a: A
+          b: LayerNorm2d
+        """)
+    assert "class LayerNorm2d2(nn.LayerNorm):" in text and "self.layernorm = LayerNorm2d2(in_channels)" in text
+    assert "class LayerNorm2d(nn.Module):" in text and "self.b = LayerNorm2d(8)" in text
+    model = mod.build()
+    assert list(model.state_dict()) == ["a.layernorm.weight", "a.layernorm.bias", "b.bn.weight", "b.bn.bias",
+                                        "b.bn.running_mean", "b.bn.running_var", "b.bn.num_batches_tracked"]
+
+
 def test_a_layer_named_like_a_helper_function_gets_another_variable(tmp_path):
     mod, text, _ = _build(tmp_path, """
         network:

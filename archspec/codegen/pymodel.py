@@ -421,11 +421,14 @@ class Generator:
         return emit
 
     def helper(self, h: Helper) -> str:
-        """The name of helper ``h`` in this file, chosen on first use: not a class name, and not a
-        name that generated code binds (a block's or the network's parameters) or reads."""
+        """The name of helper ``h`` in this file, chosen on first use: it yields to the classes the
+        spec's blocks and groups are named after (whenever they are named), and to the names
+        generated code binds (a block's or the network's parameters) or reads."""
         if h.name not in self.helpers:
+            spec = {self.class_base(self.kind_of(p)) for p, m in self.g.modules.items()
+                    if p and m.kind in ("block", "group", "seq")}
             bound = {p for blk in self.net.blocks.values() for p, _, _ in blk.params} | set(self.net.env)
-            self.helpers[h.name] = (self.fresh_class(h.name, avoid=bound | GENERATED_PARAMS), h)
+            self.helpers[h.name] = (self.fresh_class(h.name, avoid=spec | bound | GENERATED_PARAMS), h)
         elif self.helpers[h.name][1] != h:
             raise ValueError(f"two different helper definitions are named '{h.name}'")
         return self.helpers[h.name][0]
@@ -533,7 +536,7 @@ class Generator:
                     break
             else:
                 groups.append((sc, [sc.path]))
-        base = class_name(where.replace("/", "_").replace(".", "_"))
+        base = self.class_base(kind)
         for k, (sc, members) in enumerate(groups):
             name = self.fresh_class(base if k == 0 else f"{base}{k + 1}")
             for p in members:
@@ -550,6 +553,11 @@ class Generator:
                 if len(groups) > 1:
                     doc += f" (Variant {k + 1} of {len(groups)}: its instances differ in structure.)"
             self.classes.append((name, sc, doc))
+
+    @staticmethod
+    def class_base(kind: str) -> str:
+        """The class name the instances of ``kind`` take (``Bottleneck``; variants add 2, 3, ...)."""
+        return class_name(kind.partition(":")[2].replace("/", "_").replace(".", "_"))
 
     def fresh_class(self, base: str, avoid: frozenset[str] | set[str] = frozenset()) -> str:
         name, n = base, 1
