@@ -33,7 +33,7 @@ from ..ir import Graph, lower
 from ..ir.lower import IN_FIELDS, MODULE_MEMBERS, in_record
 from ..ir.sym import Sym, SymFloat, SymPair, plain
 from ..load import Network
-from ..ops import REGISTRY
+from ..ops import REGISTRY, Emit, Helper
 from ..spec.expr import parse, to_python
 from .format import wrap_long_lines
 from .init import render_init
@@ -164,6 +164,9 @@ class Generator:
         self.seq_class: set[str] = set()  # numbered sequences emitted as classes
         self.net_class = ""
         self.dense_class: str | None = None
+        #: the ops' helper definitions this file uses, in order of first use: name in the registry ->
+        #: (name in this file, definition)
+        self.helpers: dict[str, tuple[str, Helper]] = {}
         self.outputs_class = ""  # the NamedTuple of the training-mode outputs, when there are aux: layers
         # the module tree, indexed once: direct children, all nodes and first position per path
         self._children: dict[str, list[tuple[str, Any]]] = {}
@@ -261,7 +264,7 @@ class Generator:
         guard = _join_guards(_relative(n.guards, outer))
         if n.skipped:
             return Child(n.local, "skip", None, None, inputs, guard)
-        emit = opdef.emit(n.sym_attrs, n.sym_in, n.shape)
+        emit = self.emit(n)
         counts = opdef.count(n.attrs, n.in_shapes, n.shape)
         if emit.owns_attribute or emit.param is not None:
             # an attribute with a forward of its own: a parameter tensor, or a module called another way
@@ -404,6 +407,30 @@ class Generator:
         lines = [f"(\"{n}\", {c})" for n, c in zip(names, ctors)]  # identifiers
         return Child(local, "module", "nn.Sequential(OrderedDict([", None, inputs, guard, lines, close="]))")
 
+    def emit(self, n: Any) -> Emit:
+        """The op's emission for node ``n``, its helper definitions taken into the file (renamed
+        where the file already uses a helper's name)."""
+        emit = REGISTRY[n.op].emit(n.sym_attrs, n.sym_in, n.shape)
+        for h in emit.helpers:
+            name = self.helper(h)
+            if name != h.name:
+                emit = dataclasses.replace(emit, **{f: _rename(getattr(emit, f), h.name, name) for f in
+                                                    ("module", "call", "param") if getattr(emit, f)})
+        return emit
+
+    def helper(self, h: Helper) -> str:
+        """The name of helper ``h`` in this file, chosen on first use: it yields to the classes the
+        spec's blocks and groups are named after (whenever they are named), and to the names
+        generated code binds (a block's or the network's parameters) or reads."""
+        if h.name not in self.helpers:
+            spec = {self.class_base(self.kind_of(p)) for p, m in self.g.modules.items()
+                    if p and m.kind in ("block", "group", "seq")}
+            bound = {p for blk in self.net.blocks.values() for p, _, _ in blk.params} | set(self.net.env)
+            self.helpers[h.name] = (self.fresh_class(h.name, avoid=spec | bound | GENERATED_PARAMS), h)
+        elif self.helpers[h.name][1] != h:
+            raise ValueError(f"two different helper definitions are named '{h.name}'")
+        return self.helpers[h.name][0]
+
     def dense_helper(self) -> str:
         """The ``Dense`` container class, emitted once per file when a spec uses ``dense:``."""
         if self.dense_class is None:
@@ -509,7 +536,7 @@ class Generator:
                     break
             else:
                 groups.append((sc, [sc.path]))
-        base = class_name(where.replace("/", "_").replace(".", "_"))
+        base = self.class_base(kind)
         for k, (sc, members) in enumerate(groups):
             name = self.fresh_class(base if k == 0 else f"{base}{k + 1}")
             for p in members:
@@ -527,10 +554,15 @@ class Generator:
                     doc += f" (Variant {k + 1} of {len(groups)}: its instances differ in structure.)"
             self.classes.append((name, sc, doc))
 
-    def fresh_class(self, base: str) -> str:
+    @staticmethod
+    def class_base(kind: str) -> str:
+        """The class name the instances of ``kind`` take (``Bottleneck``; variants add 2, 3, ...)."""
+        return class_name(kind.partition(":")[2].replace("/", "_").replace(".", "_"))
+
+    def fresh_class(self, base: str, avoid: frozenset[str] | set[str] = frozenset()) -> str:
         name, n = base, 1
         while name in self.used_names or keyword.iskeyword(name) or hasattr(builtins, name) \
-                or name in RESERVED or name == self.net_class:
+                or name in RESERVED or name == self.net_class or name in avoid:
             n += 1
             name = f"{base}{n}"
         self.used_names.add(name)
@@ -639,6 +671,8 @@ class Generator:
         ns.take("self")
         for p, _, _ in sc.params:
             ns.take(p)
+        for name, _ in self.helpers.values():  # a helper function called in forward
+            ns.take(name)
         remaining: dict[int, int] = {}
         for c in sc.children:
             for i in c.inputs + (c.else_inputs or []):
@@ -705,6 +739,8 @@ class Generator:
         ns.take("self")
         for p, _, _ in sc.params:
             ns.take(p)
+        for name, _ in self.helpers.values():
+            ns.take(name)
         extra = "".join(f", {ns.create(nid.rsplit('.', 1)[-1])}: Tensor" for nid in sc.extern)
         return f"def forward(self, x: Tensor{extra}) -> Tensor:"
 
@@ -712,6 +748,12 @@ class Generator:
 #: parameters the generated classes declare themselves
 GENERATED_PARAMS = frozenset({"self", "in_channels", "in_height", "in_width", "in_tokens", "in_rank",
                               "in_shape", "make_divisible", "math"})
+
+
+def _rename(text: str, old: str, new: str) -> str:
+    """``text`` with helper ``old`` renamed ``new`` where it is defined or called (``old(``, not an
+    attribute): a block parameter of the same name, an argument, stays as it is."""
+    return text if old == new else re.sub(rf"(?<![\w.]){re.escape(old)}(?=\()", new, text)
 
 
 def _relative(guards: tuple, outer: tuple) -> tuple:
@@ -1067,7 +1109,8 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
         uses_make_divisible=any("make_divisible(" in l for c in classes
                                 for l in c["init"] + (c.get("super") or []) + (c["forward"] or [])),
         uses_ordered_dict=gen.uses_ordered_dict,
-        block_names=[c["name"] for c in classes],
+        helpers=[_rename(h.source, h.name, name) for name, h in gen.helpers.values()],
+        block_names=[name for name, _ in gen.helpers.values()] + [c["name"] for c in classes],
         outputs_class=gen.outputs_class,
         aux=[{"name": a.name, "loss_weight": a.loss_weight} for a in aux],
         aux_order=[a.name for a in reversed(aux)],

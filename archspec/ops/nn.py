@@ -16,6 +16,7 @@ from .registry import (
     Attrs,
     Counts,
     Emit,
+    Helper,
     OpDef,
     OpError,
     Shape,
@@ -372,6 +373,92 @@ register(OpDef(
 ))
 
 
+class StochasticDepthAttrs(Attrs):
+    """Stochastic depth (Huang et al. 2016), as torchvision.ops.StochasticDepth."""
+
+    p: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        description="probability of dropping the input during training (torchvision's "
+                    "stochastic_depth_prob)")
+    mode: Literal["row", "batch"] = Field(
+        "row", description="'row': each sample of the batch is dropped on its own; 'batch': the "
+                           "whole batch is dropped or kept at once")
+
+
+STOCHASTIC_DEPTH = Helper("StochasticDepth", '''class StochasticDepth(nn.Module):
+    """Stochastic depth (Huang et al., 2016), as torchvision.ops.StochasticDepth: in training, zero
+    the input of each sample ('row') or of the whole batch ('batch') with probability p and scale
+    what survives by 1 / (1 - p); the identity in eval mode."""
+
+    def __init__(self, p: float, mode: str) -> None:
+        super().__init__()
+        self.p = p
+        self.mode = mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        survival_rate = 1.0 - self.p
+        if self.mode == "row":
+            size = [x.shape[0]] + [1] * (x.ndim - 1)  # one draw per sample
+        else:
+            size = [1] * x.ndim  # one draw for the batch
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival_rate)
+        if survival_rate > 0.0:
+            noise.div_(survival_rate)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"''')
+
+register(OpDef(
+    name="stochastic_depth", attrs=StochasticDepthAttrs, family="reg",
+    doc="Stochastic depth (Huang et al. 2016; torchvision.ops.StochasticDepth): in training, zeroes "
+        "the whole input of each sample (mode row) or of the whole batch (mode batch) with "
+        "probability p and scales the rest by 1/(1 − p); the identity in eval mode. Shape "
+        "unchanged; no parameters; MACs 0.",
+    infer=lambda a, ins: ins[0], positional=("p", "mode"),
+    emit=lambda a, i, o: Emit(module=f"StochasticDepth({a.p!r}, {a.mode!r})", helpers=(STOCHASTIC_DEPTH,)),
+))
+
+
+# ------------------------------------------------------------------------------------ layer_scale
+class LayerScaleAttrs(Attrs):
+    """A learnable scale per channel (CaiT's and ConvNeXt's layer scale)."""
+
+    init: float = Field(1e-6, description="the initial value of every scale (ConvNeXt: 1e-6)")
+
+
+def _layer_scale_infer(a: LayerScaleAttrs, ins: list[Shape]) -> Shape:
+    if len(ins[0]) not in (1, 2, 3):
+        raise OpError(f"'layer_scale' needs a C×H×W map, a T×D token sequence or a vector, got shape "
+                      f"{list(ins[0])}", code="rank")
+    return ins[0]
+
+
+def _layer_scale_channels(ins: list[Shape]) -> int:
+    """The channels it scales: C of a C×H×W map, D of tokens, the features of a vector."""
+    return ins[0][0] if len(ins[0]) == 3 else ins[0][-1]
+
+
+def _layer_scale_count(a: LayerScaleAttrs, ins: list[Shape], out: Shape) -> Counts:
+    c = _layer_scale_channels(ins)
+    return Counts(params=c, weights=c)
+
+
+def _layer_scale_emit(a: LayerScaleAttrs, ins: list[Shape], out: Shape) -> Emit:
+    shape = f"{_layer_scale_channels(ins)}, 1, 1" if len(ins[0]) == 3 else f"{_layer_scale_channels(ins)}"
+    return Emit(param=f"nn.Parameter(torch.ones({shape}) * {a.init!r})", call="{self} * {0}")
+
+
+register(OpDef(
+    name="layer_scale", attrs=LayerScaleAttrs, family="scale",
+    doc="Multiply by a learnable scale per channel, every one initialised to init (ConvNeXt's "
+        "layer_scale, CaiT's LayerScale): a C×1×1 parameter on a C×H×W map, a D-vector on T×D "
+        "tokens. Shape unchanged. params = C (a parameter tensor); MACs 0.",
+    infer=_layer_scale_infer, count=_layer_scale_count, emit=_layer_scale_emit, positional=("init",),
+))
+
+
 # ------------------------------------------------------------------------------------ shape and FC
 def _flatten_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
     return (numel(ins[0]),)
@@ -415,6 +502,83 @@ register(OpDef(
     emit=lambda a, i, o: Emit(module=f"nn.Linear({_kwargs([str(i[0][-1]), str(a.out)], {'bias': a.bias}, {'bias': True})})"),
     window=lambda a, i: Window(global_=True) if len(i[0]) == 1 else None,
     positional=("out",),
+))
+
+class ChannelShuffleAttrs(Attrs):
+    """ShuffleNet's channel shuffle."""
+
+    groups: Pos = Field(description="g: the channels, read as g groups of C/g, are interleaved")
+
+
+def _shuffle_infer(a: ChannelShuffleAttrs, ins: list[Shape]) -> Shape:
+    (x,) = ins
+    _need_rank("channel_shuffle", x, 3)
+    if x[0] % a.groups:
+        raise OpError(f"groups={a.groups} does not divide the {x[0]} input channels", attr="groups",
+                      code="channel_mismatch",
+                      hint="the shuffle reads the channels as groups × (C/groups): choose groups "
+                           "that divide C (ShuffleNetV2 shuffles 2 after its concat)")
+    return x
+
+
+CHANNEL_SHUFFLE = Helper("channel_shuffle", '''def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """ShuffleNet's channel shuffle (torchvision.models.shufflenetv2.channel_shuffle): the channels,
+    read as groups × (C / groups), are transposed, so that each group sees every other group."""
+    batch_size, num_channels, height, width = x.size()
+    x = x.view(batch_size, groups, num_channels // groups, height, width)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(batch_size, num_channels, height, width)''')
+
+register(OpDef(
+    name="channel_shuffle", attrs=ChannelShuffleAttrs, family="shape",
+    doc="Channel shuffle (ShuffleNet): view C×H×W as g×(C/g)×H×W, transpose the first two axes, "
+        "reshape back, so channel j·(C/g) + i moves to i·g + j. Shape unchanged; g must divide C. "
+        "No parameters; MACs 0.",
+    infer=_shuffle_infer, positional=("groups",),
+    emit=lambda a, i, o: Emit(call=f"channel_shuffle({{0}}, {a.groups})", helpers=(CHANNEL_SHUFFLE,)),
+))
+
+
+class ChannelsAttrs(Attrs):
+    """A slice of the channels, as Python writes it: start <= c < stop."""
+
+    start: NonNeg = Field(description="the first channel taken")
+    stop: Pos = Field(description="one past the last channel taken (C: up to the end)")
+
+
+def _channels_infer(a: ChannelsAttrs, ins: list[Shape]) -> Shape:
+    (x,) = ins
+    if len(x) not in (1, 3):
+        raise OpError(f"'channels' needs a C×H×W feature map or a vector, got shape {list(x)}", code="rank",
+                      hint="on a T×D token sequence the channels are the last axis; slice the map "
+                           "before to_tokens")
+    if a.stop > x[0]:
+        raise OpError(f"channels [{a.start}, {a.stop}) run past the {x[0]} input channels", attr="stop",
+                      code="channel_mismatch",
+                      hint=f"stop is at most C = {x[0]} (in.c in a block: [in.c // 2, in.c] is the "
+                           f"second half)")
+    if a.start >= a.stop:
+        raise OpError(f"channels [{a.start}, {a.stop}) is empty: start must be below stop", attr="start",
+                      code="shape_error", hint="write [start, stop), e.g. [0, in.c // 2] for the first half")
+    return (a.stop - a.start,) + tuple(x[1:])
+
+
+def _channels_emit(a: ChannelsAttrs, ins: list[Shape], out: Shape) -> Emit:
+    start = "" if str(a.start) == "0" else str(a.start)
+    stop = "" if str(a.stop) == str(ins[0][0]) else str(a.stop)  # the same expression: up to the end
+    if " " in start + stop:  # PEP 8: a slice's colon is spaced like an operator around expressions
+        bounds = f"{start} : {stop}".strip()
+    else:
+        bounds = f"{start}:{stop}"
+    return Emit(call=f"{{0}}[:, {bounds}]")
+
+
+register(OpDef(
+    name="channels", attrs=ChannelsAttrs, family="shape",
+    doc="Channels start…stop−1 of the input, x[:, start:stop] (ShuffleNetV2's x.chunk(2, dim=1) is "
+        "[0, C/2] and [C/2, C]): C×H×W -> (stop − start)×H×W; 0 <= start < stop <= C. A view, "
+        "written as indexing (no module). No parameters; MACs 0.",
+    infer=_channels_infer, emit=_channels_emit, positional=("start", "stop"),
 ))
 
 register(OpDef(

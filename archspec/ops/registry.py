@@ -23,6 +23,7 @@ __all__ = [
     "OpError",
     "Counts",
     "Window",
+    "Helper",
     "Emit",
     "OpDef",
     "Attrs",
@@ -78,6 +79,22 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Helper:
+    """A definition that generated code needs besides torch: a small module class or function
+    (``class StochasticDepth(nn.Module): ...``), written once into each generated file that uses it,
+    after the imports and before the network's classes.
+
+    ``source`` defines ``name`` at the top level and may use ``torch``, ``nn`` and ``Tensor``. An
+    op's emitted text calls it by ``name`` (``StochasticDepth(0.1, 'row')``); where a file already
+    binds that name (a block's class, a parameter), the code generator gives the helper another one
+    and renames it where ``source`` and the emitted text define or call it (``name(``).
+    """
+
+    name: str
+    source: str
+
+
+@dataclass(frozen=True)
 class Emit:
     """How an op becomes PyTorch.
 
@@ -90,11 +107,14 @@ class Emit:
     (``{self}({0}, {0}, {0}, need_weights=False)[0]``), or a learnable tensor that is not a module,
     whose ``param`` is its constructor (``nn.Parameter(torch.zeros(1, 1, 768))``) and whose ``call``
     uses it (``{0} + {self}``). The attribute is named after the layer, as modules are.
+
+    ``helpers`` are the :class:`Helper` definitions the emitted text uses (``LayerNorm2d(96)``).
     """
 
     module: str | None = None
     call: str | None = None
     param: str | None = None
+    helpers: tuple[Helper, ...] = ()
 
     @property
     def owns_attribute(self) -> bool:

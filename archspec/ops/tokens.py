@@ -8,11 +8,11 @@ lists them and docs/spec.md is written from the same text.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .registry import Attrs, Counts, Emit, OpDef, OpError, Shape, Window, numel, register
+from .registry import Attrs, Counts, Emit, Helper, OpDef, OpError, Shape, Window, numel, register
 
 __all__: list[str] = []  # the ops are reached through the registry
 
@@ -103,41 +103,64 @@ register(OpDef(
 
 # ------------------------------------------------------------------------------------ layernorm
 class LayerNormAttrs(Attrs):
-    """Layer normalisation over the last dimension."""
+    """Layer normalisation over the last dimension, or over the channels of a feature map."""
 
     eps: Annotated[float, Field(gt=0)] = Field(1e-5, description="added to the variance")
     affine: bool = Field(True, description="learn a scale and a shift per feature")
+    over: Literal["last", "channels"] = Field(
+        "last", description="'last': the last dimension (D of a T×D sequence, a vector); 'channels': "
+                            "the C channels of each position of a C×H×W map (ConvNeXt's LayerNorm2d), "
+                            "D of a sequence")
 
 
 def _ln_infer(a: LayerNormAttrs, ins: list[Shape]) -> Shape:
-    if len(ins[0]) == 3:
+    if len(ins[0]) == 3 and a.over == "last":
         raise OpError(f"'layernorm' normalises the last dimension of a T×D token sequence or a vector; on "
                       f"the C×H×W map {list(ins[0])} that would be the width W, which is not what a "
                       f"normalisation means", code="rank",
-                      hint="choose the axes: to_tokens first for LayerNorm over the C channels of each "
-                           "position (ViT), or flatten first for one vector")
+                      hint="choose the axes: to_tokens first for a T×D sequence (ViT), flatten first "
+                           "for one vector, or {layernorm: {over: channels}} for the C channels of each "
+                           "position of the map (ConvNeXt's LayerNorm2d)")
     return ins[0]
 
 
+def _ln_features(ins: list[Shape]) -> int:
+    """The dimension it normalises: C of a C×H×W map (over: channels), else the last one."""
+    return ins[0][0] if len(ins[0]) == 3 else ins[0][-1]
+
+
 def _ln_count(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> Counts:
-    d = ins[0][-1]
+    d = _ln_features(ins)
     return Counts(params=2 * d if a.affine else 0, weights=d if a.affine else 0)
 
 
+LAYER_NORM_2D = Helper("LayerNorm2d", '''class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of each position of an N×C×H×W map, as torchvision's ConvNeXt
+    LayerNorm2d: channels last, layer_norm over C, channels first again."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)''')
+
+
 def _ln_emit(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> Emit:
-    args = [str(ins[0][-1])]
+    args = [str(_ln_features(ins))]
     if a.eps != 1e-5:
         args.append(f"eps={a.eps!r}")
     if not a.affine:
         args.append("elementwise_affine=False")
+    if len(ins[0]) == 3:
+        return Emit(module=f"LayerNorm2d({', '.join(args)})", helpers=(LAYER_NORM_2D,))
     return Emit(module=f"nn.LayerNorm({', '.join(args)})")
 
 
 register(OpDef(
     name="layernorm", attrs=LayerNormAttrs, family="norm",
     doc="Layer normalisation over the last dimension D (ViT's LN). Shape unchanged. params = 2·D "
-        "(scale and shift); weights = D; MACs 0. Needs a T×D token sequence or a D vector: on a "
-        "C×H×W map the axis would be a guess (W), so it is an error.",
+        "(scale and shift); weights = D; MACs 0. On a C×H×W map the axis would be a guess (W), so "
+        "it is an error unless over: channels asks for the C channels of each position (ConvNeXt's "
+        "LayerNorm2d; params = 2·C).",
     infer=_ln_infer, count=_ln_count, emit=_ln_emit, positional=("eps",),
 ))
 
