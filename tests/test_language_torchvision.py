@@ -171,3 +171,53 @@ def test_splice_misuse_is_one_located_error(tmp_path, body, message):
     msg = _error(tmp_path, body)
     first = msg.splitlines()[0]
     assert first.startswith(str(tmp_path / "net.yaml") + ":") and message in first
+
+
+def test_comprehensions_and_list_functions_compute_regnet_stages():
+    from archspec.spec.expr import evaluate
+    from torchvision.models.regnet import BlockParams
+
+    env = {"w_0": 48, "w_a": 27.89, "w_m": 2.09, "depth": 16}
+    bw = evaluate("quantized_linear(w_0, w_a, w_m, depth, 8)", env)
+    widths = evaluate("unique(bw)", {"bw": bw})
+    depths = evaluate("[count(bw, w) for w in widths]", {"bw": bw, "widths": widths})
+    ref = BlockParams.from_init_params(depth=16, w_0=48, w_a=27.89, w_m=2.09, group_width=8)
+    assert widths == ref.widths == [48, 104, 208, 440] and depths == ref.depths == [1, 3, 6, 6]
+    assert evaluate("[i * 2 for i in range(1, 4)]", {}) == [2, 4, 6]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[[x for x in y] for y in z]", "comprehensions do not nest"),
+    ("[x for x in range(5000)]", "a comprehension runs over at most 1000 items"),
+    ("[x for x in 3]", "a comprehension runs over a list"),
+    ("range(20000)", "range() gives at most 10000 numbers"),
+    ("quantized_linear(0, 1, 2, 4)", "quantized_linear needs w_0 > 0"),
+    ("quantized_linear(8, 1, 2, 100000)", "quantized_linear needs w_0 > 0"),
+])
+def test_expression_limits_are_errors(text, message):
+    from archspec.spec.expr import ExprError, evaluate
+    with pytest.raises(ExprError) as e:
+        evaluate(text, {"y": [[1]], "z": [[1]]})
+    assert message in e.value.message
+
+
+def test_repetition_names_may_hold_dashes_like_torchvision_regnet(tmp_path):
+    mod, text = _module(tmp_path, """
+        network:
+          trunk:
+            block1: {CNA: {out: 8}, repeat: 2, names: "block1-{i}"}
+          avgpool: global_avgpool
+          flatten: flatten
+          fc: {linear: num_classes}
+        """)
+    keys = [k for k in mod.build().state_dict() if k.startswith("trunk.")]
+    assert keys[0] == "trunk.block1.block1-0.0.weight" and "trunk.block1.block1-1.1.bias" in keys
+    assert '("block1-0", CNA(3, 8))' in text  # a plain list: no generator for two names
+
+
+def test_a_name_that_cannot_be_a_module_key_is_one_error(tmp_path):
+    msg = _error(tmp_path, """
+        network:
+          trunk: {CNA: {out: 8}, repeat: 2, names: "block.{i}"}
+        """)
+    assert "names: gives 'block.0' for i = 0, which cannot name a module" in msg.splitlines()[0]

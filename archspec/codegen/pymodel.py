@@ -399,7 +399,7 @@ class Generator:
         names = [it.local for it in items]
         ctors = [it.full_ctor() for it in items]
         key, layer = _progression(names, names=True), _progression(ctors)
-        if key is not None and layer is not None:
+        if key is not None and layer is not None and len(items) > 2:
             gen = f"({key}, {layer}) for i in range({len(items)})"
             if len(gen) + len(local) < 56:
                 return Child(local, "module", f"nn.Sequential(OrderedDict({gen}))", None, inputs, guard)

@@ -60,6 +60,9 @@ instance_norm localnorm upsample interpolate pixel_shuffle""".split())
 IN_FIELDS = {"c": "in_channels", "d": "in_channels", "h": "in_height", "w": "in_width", "n": "in_tokens",
              "rank": "in_rank", "shape": "in_shape"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: a key of an nn.Sequential built from an OrderedDict (repeat: with names:): add_module takes any
+#: string without a dot; archspec takes letters, digits, _ and - (torchvision RegNet's 'block1-0')
+_KEY = re.compile(r"^[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*$")
 #: attributes of torch.nn.Module: PyTorch refuses them as submodule names (``add_module`` raises
 #: "attribute already exists"), so no layer may be called that
 MODULE_MEMBERS = frozenset("""
@@ -116,7 +119,8 @@ class Frame:
         fx-style ``hint``, ``hint_1``, ... elsewhere."""
         if explicit:
             numbered = (self.kind in ("dense", "seq") or self.numbered) and hint.isdigit()  # names: "{i}"
-            if not numbered and (not _IDENT.match(hint) or keyword.iskeyword(hint)):
+            keyed = self.kind in ("dense", "seq") and not self.numbered and _KEY.match(hint)  # 'block1-0'
+            if not numbered and not keyed and (not _IDENT.match(hint) or keyword.iskeyword(hint)):
                 raise SpecError(f"the layer name '{_printable(hint)}' is not an identifier", mark=mark,
                                 path=spec_path, code="bad_name",
                                 hint="layer names become module attributes: letters, digits and _, "
@@ -781,10 +785,11 @@ class Lowerer:
         seen: dict[str, int] = {}
         for i in range(n):
             lname = self.pattern_name(pattern, {**env, "i": i}, nmark, npath)
-            if not (lname.isdigit() or (_IDENT.match(lname) and not keyword.iskeyword(lname))):
-                raise self.err(f"names: gives '{_printable(lname)}' for i = {i}, which is not an identifier",
-                               nmark, npath, "layer names become module attributes: letters, digits and _ "
-                               "('denselayer{i + 1}'), or the index alone ('{i}')", "bad_name")
+            if not _KEY.match(lname) or len(lname) > 128:
+                raise self.err(f"names: gives '{_printable(lname)}' for i = {i}, which cannot name a module",
+                               nmark, npath, "the repetitions' names are module keys: letters, digits, _ and "
+                               "- ('denselayer{i + 1}', torchvision RegNet's 'block1-{i}'), or the index "
+                               "alone ('{i}')", "bad_name")
             if lname in seen:
                 raise self.err(f"names: gives '{lname}' twice (i = {seen[lname]} and i = {i})",
                                nmark, npath, "use i in the pattern: 'layer{i + 1}'", "duplicate_name")

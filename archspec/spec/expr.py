@@ -30,6 +30,7 @@ import difflib
 import math
 import operator
 import re
+from collections import ChainMap
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Callable, NamedTuple
@@ -42,6 +43,7 @@ MAX_TREE_DEPTH = 100
 MAX_EXPONENT = 64
 MAX_MAGNITUDE = 10**30
 MAX_SEQUENCE = 10_000
+MAX_COMPREHENSION = 1_000
 
 
 class ExprError(Exception):
@@ -63,7 +65,7 @@ class _Token(NamedTuple):
     end: int
 
 
-_KEYWORDS = {"if", "else", "and", "or", "not", "true", "True", "false", "False", "none", "None"}
+_KEYWORDS = {"if", "else", "and", "or", "not", "true", "True", "false", "False", "none", "None", "for"}
 _CONSTANTS = {"true": True, "True": True, "false": False, "False": False, "none": None, "None": None}
 _OPERATORS = ("**", "//", "==", "!=", "<=", ">=", "<", ">", "+", "-", "*", "/", "%",
               "(", ")", "[", "]", ",", ".")
@@ -223,12 +225,58 @@ def _log(x: Any, base: Any = None) -> float:
     return math.log(x) if base is None else math.log(x, base)
 
 
+def _quantized_linear(w_0: Any, w_a: Any, w_m: Any, depth: Any, q: Any = 8) -> list[int]:
+    """RegNet's block widths (Radosavovic et al. 2020, §3.3, Eq. 2-4): the linear widths
+    u_j = w_0 + w_a·j (0 <= j < depth), each snapped to w_0·w_m^s_j with s_j = round(log_{w_m}(u_j / w_0)),
+    then rounded to a multiple of q."""
+    for v in (w_0, w_a, w_m, q):
+        if not _is_num(v):
+            raise TypeError
+    if not isinstance(depth, int) or isinstance(depth, bool) or not isinstance(q, int) or isinstance(q, bool):
+        raise ExprError("quantized_linear(w_0, w_a, w_m, depth, q): depth and q are integers")
+    if not (w_0 > 0 and w_a >= 0 and w_m > 1 and 1 <= depth <= MAX_SEQUENCE and q >= 1):
+        raise ExprError(f"quantized_linear needs w_0 > 0, w_a >= 0, w_m > 1, 1 <= depth <= {MAX_SEQUENCE} and "
+                        f"q >= 1, got ({w_0}, {w_a}, {w_m}, {depth}, {q})")
+    out = []
+    for j in range(depth):
+        s = round(math.log((w_0 + w_a * j) / w_0) / math.log(w_m))
+        out.append(int(round(w_0 * w_m ** s / q) * q))
+    return out
+
+
+def _range(a: Any, b: Any = None) -> list[int]:
+    lo, hi = (0, a) if b is None else (a, b)
+    for v in (lo, hi):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise TypeError
+    if hi - lo > MAX_SEQUENCE:
+        raise ExprError(f"range() gives at most {MAX_SEQUENCE} numbers, got {hi - lo}")
+    return list(range(lo, hi))
+
+
+def _unique(xs: Any) -> list:
+    """The distinct values of a list, in order of first appearance."""
+    if not isinstance(xs, (list, tuple)):
+        raise TypeError
+    return list(dict.fromkeys(xs))
+
+
+def _count(xs: Any, v: Any) -> int:
+    if not isinstance(xs, (list, tuple)):
+        raise TypeError
+    return sum(1 for x in xs if x == v)
+
+
+#: calls that stay symbolic over a block's parameters (the result is an int written as the call)
+_SYMBOLIC_CALLS = frozenset({"min", "max", "abs", "int", "round", "ceil", "floor", "make_divisible"})
+
 #: name -> (min args, max args or None, implementation); the only callables in the language.
 FUNCTIONS: dict[str, tuple[int, int | None, Callable[..., Any]]] = {
     "min": (1, None, min), "max": (1, None, max), "abs": (1, 1, abs), "int": (1, 1, int),
     "float": (1, 1, float), "round": (1, 2, _round), "ceil": (1, 1, math.ceil),
     "floor": (1, 1, math.floor), "len": (1, 1, len), "sum": (1, 1, sum), "log": (1, 2, _log),
-    "make_divisible": (2, 3, _make_divisible)}
+    "make_divisible": (2, 3, _make_divisible), "quantized_linear": (4, 5, _quantized_linear),
+    "unique": (1, 1, _unique), "count": (2, 2, _count), "range": (1, 2, _range)}
 
 
 # --------------------------------------------------------------------------- tree nodes
@@ -272,6 +320,21 @@ class _List(_Node):
 
     def eval(self, env: Mapping[str, Any]) -> Any:
         return [item.eval(env) for item in self.items]
+
+
+class _Comprehension(_Node):
+    def __init__(self, element: _Node, var: str, source: _Node, offset: int):
+        super().__init__(offset, element, source)
+        self.element, self.var, self.source = element, var, source
+
+    def eval(self, env: Mapping[str, Any]) -> Any:
+        xs = self.source.eval(env)
+        if not isinstance(xs, (list, tuple)):
+            raise ExprError(f"a comprehension runs over a list, got {_kind(xs)}", offset=self.source.offset)
+        if len(xs) > MAX_COMPREHENSION:
+            raise ExprError(f"a comprehension runs over at most {MAX_COMPREHENSION} items, got {len(xs)}",
+                            offset=self.offset)
+        return [self.element.eval(ChainMap({self.var: x}, env)) for x in xs]
 
 
 class _Unary(_Node):
@@ -376,10 +439,12 @@ class _Call(_Node):
             raise ExprError(f"{self.name}() expects a list, got {_kind(args[0])}", offset=self.offset)
         try:
             value = _check_value(FUNCTIONS[self.name][2](*args), self.offset)
-            if self.name == "make_divisible" and any(hasattr(a, "expr") for a in args):
-                # a block's symbolic width: generated code computes it with the same helper
+            if self.name in _SYMBOLIC_CALLS and isinstance(value, int) and not isinstance(value, bool) \
+                    and any(hasattr(a, "expr") for a in args):
+                # over a block's symbolic numbers (codegen): keep the call, so the generated class
+                # computes it (max(1, in.c // 4) must not become in_channels // 4)
                 from ..ir.sym import Sym
-                return Sym(value, f"make_divisible({', '.join(str(a) for a in args)})")
+                return Sym(value, f"{_PY_FUNCS[self.name]}({', '.join(str(a) for a in args)})")
             return value
         except TypeError:
             kinds = ", ".join(_kind(a) for a in args)
@@ -400,6 +465,8 @@ class _Parser:
     def __init__(self, text: str):
         self.text, self.tokens, self.pos = text, _tokenize(text), 0
         self.nesting, self.names = -1, set()
+        self.comprehending = False
+        self.made = 0  # comprehensions parsed so far
 
     @property
     def tok(self) -> _Token:
@@ -470,7 +537,7 @@ class _Parser:
             node = self.expr(1)
             self.expect(")")
         elif tok.value == "[":
-            node = _List(self.items("]"), tok.start)
+            node = self.list_or_comprehension(tok)
         elif tok.value in ("-", "+"):
             return _Unary(tok.value, self.expr(_UNARY_BP), tok.start)
         elif tok.value == "not":
@@ -498,6 +565,48 @@ class _Parser:
             raise ExprError(f"{name}() expects {wanted} argument{plural}, "
                             f"got {len(args)}", offset=tok.start)
         return _Call(name, args, tok.start)
+
+    def list_or_comprehension(self, tok: _Token) -> _Node:
+        """``[a, b]``, or ``[EXPR for NAME in LIST]`` (one ``for``, not nested: at most
+        MAX_COMPREHENSION items, so the work stays bounded)."""
+        if self.at("]"):
+            self.advance()
+            return _List([], tok.start)
+        names_before, self.names = self.names, set()
+        made_before = self.made
+        first = self.expr(1)
+        if self.at("for") and self.made != made_before:
+            raise ExprError("comprehensions do not nest", offset=self.tok.start)
+        if not self.at("for"):
+            self.names |= names_before
+            items = [first]
+            if self.at(","):
+                self.advance()
+                items += self.items("]")
+            else:
+                self.expect("]")
+            return _List(items, tok.start)
+        if self.comprehending:
+            raise ExprError("comprehensions do not nest", offset=self.tok.start)
+        self.advance()
+        var = self.advance()
+        if var.kind != "name" or var.value.startswith("_") or var.value == "in":
+            raise ExprError(f"expected a loop variable after 'for', got {self.describe(var)}", offset=var.start)
+        if not (self.tok.kind == "name" and self.tok.value == "in"):
+            raise ExprError(f"expected 'in' after 'for {var.value}', got {self.describe(self.tok)}",
+                            offset=self.tok.start)
+        self.advance()
+        inner = self.names - {var.value}
+        self.names = set()
+        self.comprehending = True
+        try:
+            source = self.expr(1)
+        finally:
+            self.comprehending = False
+        self.names |= names_before | inner
+        self.expect("]")
+        self.made += 1
+        return _Comprehension(first, var.value, source, tok.start)
 
     def items(self, closer: str) -> list[_Node]:
         items: list[_Node] = []
@@ -632,6 +741,10 @@ def to_python(expr: "Expr", name: Callable[[str], str], field: Callable[[str, st
             return field(node.obj.name, node.name)
         if isinstance(node, _Index):
             return f"{go(node.obj, 100)}[{go(node.index, 0)}]"
+        if isinstance(node, _Comprehension):
+            raise ExprError("a list comprehension cannot be written into generated code (in a when: or a "
+                            "parameter default of a block)", offset=node.offset,
+                            hint="compute the list in the network's params: and pass what the block needs")
         if isinstance(node, _Call):
             if node.name not in _PY_FUNCS:
                 raise ExprError(f"'{node.name}' cannot be written into generated code (in a when: or "
