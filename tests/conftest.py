@@ -14,9 +14,10 @@ def _repo_root(monkeypatch):
     monkeypatch.chdir(ROOT)
 
 
-#: torchvision builders too large for `make test` on 2 CPU cores (300-630 M parameters): their
+#: torchvision builders too large for `make test` on 2 CPU cores (ViT-L/H: 300-630 M parameters;
+#: EfficientNet-B5-B7: 30-66 M parameters, 39-55 blocks, minutes of CPU each): their
 #: numerical parity runs under `-m heavy` (make test-all); their meta-device checks run always
-HEAVY = {"vit_l_16", "vit_l_32", "vit_h_14"}
+HEAVY = {"vit_l_16", "vit_l_32", "vit_h_14", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7"}
 
 
 def torchvision_specs() -> list[Path]:
