@@ -10,13 +10,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import textwrap
 from typing import Any
 
 from ..errors import SpecError
 from ..ir import lower
+from ..ir.graph import Graph
+from ..ir.lower import in_record
+from ..ir.sym import plain
 from ..load import Network
-from ..ops import REGISTRY
+from ..ops import REGISTRY, OpError
+from ..spec.expr import ExprError, parse
+from ..spec.expr import _Field, _Name, _Node as _ExprNode
 from .pymodel import _safe_doc
 from ..spec.train import TrainRecipe
 
@@ -73,12 +79,144 @@ def recipe_dict(recipe: TrainRecipe, input_shape: tuple[int, ...]) -> dict[str, 
 
 def _weights_at(net: Network, size: int) -> list[tuple[str, int]] | None:
     """Each node's parameter count when the network is lowered for ``size`` x ``size`` inputs;
-    None when the spec's shape rules reject that size."""
+    None when the spec's shape rules reject that size. The reference: a whole lowering."""
     try:
         graph = lower(dataclasses.replace(net, input=(net.input[0], size, size)))
     except SpecError:
         return None
+    return _weights(graph)
+
+
+def _weights(graph: Graph) -> list[tuple[str, int]]:
     return [(n.id, REGISTRY[n.op].count(n.attrs, n.in_shapes, n.shape).params) for n in graph.nodes()]
+
+
+#: every field of the ``in`` record (a read of ``in`` other than ``in.FIELD`` reads them all)
+_ALL_FIELDS = None
+_IN_WORD = re.compile(r"\bin\b")
+_PATTERN_PART = re.compile(r"\{([^{}]*)\}")  # a {...} of a names: pattern (Lowerer.pattern_name)
+
+
+def _in_fields(net: Network) -> frozenset[str] | None:
+    """The fields of ``in`` that the expressions lowering may evaluate read (``in.c`` -> ``{'c'}``):
+    every string, key or value, of the network's body, its blocks and its cells (more than one
+    lowering evaluates, never less). A text that does not parse is never evaluated (lowering
+    keeps it as a word, or rejects it whatever ``in`` holds), so it reads nothing. None: possibly
+    any field (``in`` used otherwise than as ``in.FIELD``)."""
+    fields: set[str] = set()
+    seen: dict[int, Any] = {}  # id -> the container, kept alive so that no id is reused
+    todo: list[Any] = [net.doc.network]
+    for blk in net.blocks.values():
+        todo += [blk.body, [d for _, _, d in blk.params if isinstance(d, str)]]
+    todo += [cell.body for cell in net.cells]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str):
+            if not _IN_WORD.search(v):
+                continue
+            for text in [v[1:] if v.startswith("$") else v] + _PATTERN_PART.findall(v):
+                try:
+                    expr = parse(text)
+                except ExprError:
+                    continue
+                if "in" not in expr.names():
+                    continue
+                got = _fields_of_in(expr._root)
+                if got is _ALL_FIELDS:
+                    return _ALL_FIELDS
+                fields |= got
+        elif isinstance(v, (dict, list, tuple)) and id(v) not in seen:
+            seen[id(v)] = v
+            todo.extend([*v.keys(), *v.values()] if isinstance(v, dict) else v)
+    return frozenset(fields)
+
+
+def _fields_of_in(node: Any) -> set[str] | None:
+    """``in.FIELD`` reads in one parsed expression; None when ``in`` is read any other way."""
+    found: set[str] = set()
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, _Field) and isinstance(n.obj, _Name) and n.obj.name == "in":
+            found.add(n.name)
+            continue
+        if isinstance(n, _Name):
+            if n.name == "in":
+                return _ALL_FIELDS
+            continue
+        for v in vars(n).values():  # the children, wherever the node class keeps them
+            if isinstance(v, _ExprNode):
+                todo.append(v)
+            elif isinstance(v, (list, tuple)):
+                for x in v:
+                    if isinstance(x, _ExprNode):
+                        todo.append(x)
+                    elif isinstance(x, tuple):  # a comparison's (op, node, offset)
+                        todo.extend(y for y in x if isinstance(y, _ExprNode))
+    return found
+
+
+class _Replay:
+    """The lowering of ``net`` at ``size`` x ``size``, without lowering again: lowering reads the
+    input's size only through the shape rules of the ops (each node's ``infer``, in the order the
+    nodes were made) and through the ``in`` record of a block (``in.c``, ``in.h`` ...; a ``dense:``
+    block's size check is its concatenations' rule). So while every block is entered with the same
+    values of the ``in`` fields the spec reads as at the spec's own size, the lowering at ``size``
+    makes the same nodes with the same attributes, and re-running the shape rules over the graph
+    gives its result exactly. Where a block would see other values, :meth:`weights_at` answers
+    None for "unknown", and the caller lowers for real."""
+
+    UNKNOWN = object()
+
+    def __init__(self, net: Network, graph: Graph) -> None:
+        self.net = net
+        self.nodes = list(graph.nodes())
+        self.fields = _in_fields(net)
+        self.index = {n.id: i for i, n in enumerate(self.nodes)}
+        # a block reads its in record just before the first node of its body (ids below its path)
+        self.entries: dict[int, list[str]] = {}
+        blocks: dict[str, str] = {}
+        if self.fields is None or self.fields:
+            blocks = {p: info.input for p, info in graph.modules.items() if info.kind == "block"}
+            for i, n in enumerate(self.nodes):
+                parts = n.id.split(".")
+                for k in range(1, len(parts)):
+                    path = ".".join(parts[:k])
+                    if path in blocks:
+                        self.entries.setdefault(i, []).append(blocks.pop(path))
+        self.blind = bool(self.fields is None or self.fields) and bool(blocks)  # a block without nodes
+
+    def _seen(self, shape: tuple) -> Any:
+        rec = in_record(shape)
+        if self.fields is None:
+            return rec
+        return [rec.get(f, self.UNKNOWN) for f in sorted(self.fields)]
+
+    def weights_at(self, size: int) -> Any:
+        """Like :func:`_weights_at`; :attr:`UNKNOWN` when this graph cannot tell."""
+        if self.blind:
+            return self.UNKNOWN
+        shapes: dict[str, tuple] = {}
+        out: list[tuple[str, int]] = []
+        for i, n in enumerate(self.nodes):
+            for inp in self.entries.get(i, ()):
+                own = self.nodes[self.index[inp]].shape
+                if self._seen(shapes[inp]) != self._seen(own):
+                    return self.UNKNOWN
+            op = REGISTRY[n.op]
+            if n.op == "input":
+                shape: tuple = (self.net.input[0], size, size)
+                attrs = op.attrs(shape=shape)
+                ins: list[tuple] = []
+            else:
+                attrs, ins = n.attrs, [shapes[x] for x in n.inputs]
+                try:
+                    shape = tuple(op.infer(attrs, ins))
+                except OpError:
+                    return None
+            shapes[n.id] = shape
+            out.append((n.id, op.count(attrs, ins, shape).params))
+        return out
 
 
 def input_size_range(net: Network) -> tuple[int | None, int | None]:
@@ -86,26 +224,40 @@ def input_size_range(net: Network) -> tuple[int | None, int | None]:
     rules hold and every layer keeps the parameters it has at the spec's own size (a ``linear``
     after ``flatten`` bounds the size on both sides; a global pool leaves no largest, None).
     Binary searches, which assume that the sizes taken form one interval around the spec's;
-    (None, None) for inputs that are not square images."""
+    (None, None) for inputs that are not square images.
+
+    The network is lowered once, at its own size; each size the searches try re-runs only the
+    shape rules over that graph (:class:`_Replay`), and is lowered again only where that cannot
+    tell (a block that reads a field of ``in`` that changes with the size)."""
     if len(net.input) != 3 or net.input[1] != net.input[2]:
         return None, None
     size = net.input[1]
-    own = _weights_at(net, size)
-    if own is None:
+    try:
+        graph = lower(net)
+    except SpecError:
         return None, None
-    if _weights_at(net, 1) == own:  # most networks with a global pool: no search
+    own = _weights(graph)
+    replay = _Replay(net, graph)
+
+    def takes(s: int) -> bool:
+        got = replay.weights_at(s)
+        if got is _Replay.UNKNOWN:
+            got = _weights_at(net, s)
+        return got == own
+
+    if takes(1):  # most networks with a global pool: no search
         lo = 1
     else:
         lo, hi = 2, size
         while lo < hi:
             mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if _weights_at(net, mid) == own else (mid + 1, hi)
-    if _weights_at(net, 4 * size) == own:
+            lo, hi = (lo, mid) if takes(mid) else (mid + 1, hi)
+    if takes(4 * size):
         return lo, None
     a, b = size, 4 * size - 1  # the largest size taken lies in [a, b]
     while a < b:
         mid = (a + b + 1) // 2
-        a, b = (mid, b) if _weights_at(net, mid) == own else (a, mid - 1)
+        a, b = (mid, b) if takes(mid) else (a, mid - 1)
     return lo, a
 
 
