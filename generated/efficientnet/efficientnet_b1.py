@@ -154,7 +154,7 @@ class MBConv(nn.Module):
         )
         self.block.append(
             SqueezeExcitation(
-                make_divisible(in_channels * expand_ratio, 8), in_channels // 4, act='silu'
+                make_divisible(in_channels * expand_ratio, 8), max(1, in_channels // 4), act='silu'
             ),
         )
         self.block.append(
@@ -209,7 +209,7 @@ class MBConv2(nn.Module):
         )
         self.block.append(
             SqueezeExcitation(
-                make_divisible(in_channels * expand_ratio, 8), in_channels // 4, act='silu'
+                make_divisible(in_channels * expand_ratio, 8), max(1, in_channels // 4), act='silu'
             ),
         )
         self.block.append(
