@@ -238,7 +238,7 @@ def test_names_on_a_plain_repeat(tmp_path):
 
 
 @pytest.mark.parametrize("pattern,message,hint", [
-    ("layer-{i}", "names: gives 'layer-0' for i = 0, which is not an identifier", "'denselayer{i + 1}'"),
+    ("layer.{i}", "names: gives 'layer.0' for i = 0, which cannot name a module", "'denselayer{i + 1}'"),
     ("layer", "names: gives 'layer' twice (i = 0 and i = 1)", "use i in the pattern"),
     ("l{i / 2}", "names: '{i / 2}' gives 0.0; a name part must be an int or a string", None),
     ("l{i", "names: unbalanced braces in 'l{i'", "one pair of braces"),

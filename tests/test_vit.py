@@ -182,7 +182,7 @@ def test_class_token_on_a_feature_map(tmp_path):
 
 
 @pytest.mark.parametrize("names, message, hint", [
-    ('"{i}conv"', "names: gives '0conv' for i = 0, which is not an identifier", "letters, digits and _"),
+    ('"{i} conv"', "names: gives '0 conv' for i = 0, which cannot name a module", "letters, digits, _ and -"),
     ("conv", "names: gives 'conv' twice (i = 0 and i = 1)", "use i in the pattern"),
     ('"c{i % 1}"', "names: gives 'c0' twice (i = 0 and i = 1)", "use i in the pattern"),
 ])
