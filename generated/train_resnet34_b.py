@@ -637,8 +637,7 @@ class TensorBatches:
 
 
 class LoaderBatches:
-    """An image folder through torchvision: decoding workers, pinned memory, a DistributedSampler.
-    """
+    """An image folder via torchvision: decoding workers, pinned memory, a DistributedSampler."""
 
     def __init__(
         self, root: Path, batch: int, rank: int, world: int, args, shape, train: bool, device
@@ -989,8 +988,7 @@ def build_model(args, module, num_classes: int, rt: Runtime) -> tuple[nn.Module,
 def train_step(
     args, rt: Runtime, run: nn.Module, opt, x, y, criterion, weights
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step over --accum-steps micro-batches; (mean loss, correct count) as tensors.
-    """
+    """One optimizer step over --accum-steps micro-batches; (mean loss, correct count), tensors."""
     x = x.to(rt.device, non_blocking=True)
     y = y.to(rt.device, non_blocking=True)
     if rt.channels_last and x.ndim == 4:
@@ -1275,8 +1273,9 @@ def plot(metrics_file: Path, target: Path, rt: Runtime) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Train (or, with --benchmark, time) the model; returns the summary. Errors: one line, exit 2
-    (usage) or 1."""
+    """Train (or, with --benchmark, time) the model; returns the summary.
+
+    Errors: one line, exit 2 (usage) or 1."""
     rt = None
     try:
         args = parse_args(argv)
