@@ -1038,12 +1038,14 @@ class ModelSource:
     class_name: str
     text: str
     stats: NetStats
+    graph: Any = None  # the plain (numeric) lowering, reused by the training script's size bounds
 
 
 def generate_model(net: Network, spec_display: str, render) -> ModelSource:
     """The Python source of the module for ``net``; ``render(template, **ctx)`` renders Jinja2."""
     graph = lower(net, symbolic=True)
-    stats = analyse(lower(net), net.ref)
+    plain_graph = lower(net)
+    stats = analyse(plain_graph, net.ref)
     gen = Generator(net, graph)
     gen.net_class = class_name(net.name)
     gen.used_names.add(gen.net_class)
@@ -1116,7 +1118,7 @@ def generate_model(net: Network, spec_display: str, render) -> ModelSource:
         aux_order=[a.name for a in reversed(aux)],
         aux_weights="{" + ", ".join(f"{a.name!r}: {a.loss_weight!r}" for a in aux).replace("'", '"') + "}",
     )
-    return ModelSource(net.name, gen.net_class, wrap_long_lines(text), stats)
+    return ModelSource(net.name, gen.net_class, wrap_long_lines(text), stats, plain_graph)
 
 
 def _dense_class(name: str) -> dict[str, Any]:

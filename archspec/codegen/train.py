@@ -219,7 +219,7 @@ class _Replay:
         return out
 
 
-def input_size_range(net: Network) -> tuple[int | None, int | None]:
+def input_size_range(net: Network, graph: Any = None) -> tuple[int | None, int | None]:
     """(smallest, largest) square input the emitted model takes: sizes at which the spec's shape
     rules hold and every layer keeps the parameters it has at the spec's own size (a ``linear``
     after ``flatten`` bounds the size on both sides; a global pool leaves no largest, None).
@@ -232,10 +232,11 @@ def input_size_range(net: Network) -> tuple[int | None, int | None]:
     if len(net.input) != 3 or net.input[1] != net.input[2]:
         return None, None
     size = net.input[1]
-    try:
-        graph = lower(net)
-    except SpecError:
-        return None, None
+    if graph is None:  # build passes the lowering it made for the module
+        try:
+            graph = lower(net)
+        except SpecError:
+            return None, None
     own = _weights(graph)
     replay = _Replay(net, graph)
 
@@ -278,7 +279,8 @@ def _lines(d: dict[str, Any]) -> list[str]:
     return [f"    {literal(k)}: {literal(v)}," for k, v in d.items()]
 
 
-def train_context(net: Network, module_file: str, class_name: str, spec_display: str) -> dict[str, Any]:
+def train_context(net: Network, module_file: str, class_name: str, spec_display: str,
+                  graph: Any = None) -> dict[str, Any]:
     """Template variables; prose goes through the docstring filter, values through ``repr``."""
     recipe = net.train if net.train is not None else TrainRecipe()
     source = (recipe.source or "the spec's train: section") if net.train is not None else (
@@ -296,7 +298,7 @@ def train_context(net: Network, module_file: str, class_name: str, spec_display:
         "spec": _safe_doc(spec_display),
         "source": _safe_doc(source),
         "network": literal(net.name),
-        "input_sizes": [repr(n) for n in input_size_range(net)],
+        "input_sizes": [repr(n) for n in input_size_range(net, graph)],
         "module_file": literal(module_file),
         "module_doc": _safe_doc(module_file),
         "class_name": class_name,

@@ -137,7 +137,7 @@ def render_specs(refs: list[str], out_dir: Path) -> list[Output]:
                                     hint=f"{what} and {other_what}; rename one of the networks")
                 seen[key] = (net.ref, what)
             outputs.append(Output(target, _check_python(src.text, net), src))
-            text = wrap_long_lines(render("train.py.j2", **train_context(net, target.name, src.class_name, display)))
+            text = wrap_long_lines(render("train.py.j2", **train_context(net, target.name, src.class_name, display, src.graph)))
             outputs.append(Output(script, _check_python(text, net), src, kind="train"))
     return outputs
 
