@@ -89,3 +89,13 @@ def check_spec(spec_file: Path, out_dir: Path, tag: str = "m") -> Outcome:
             if len(outs) != 1 + len(st.aux):
                 raise Violation(f"{net.ref}: training mode returns {len(outs)} outputs")
     return Outcome("ok")
+
+
+def lowering_error(spec_file: Path) -> str:
+    """The formatted error that loading and lowering ``spec_file`` raise (the test fails if none)."""
+    import pytest
+
+    with pytest.raises(SpecError) as e:
+        for net in load_networks(str(spec_file)):
+            lower(net)
+    return e.value.format()

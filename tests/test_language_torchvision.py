@@ -10,11 +10,7 @@ import textwrap
 
 import pytest
 
-from archspec.errors import SpecError
-from archspec.ir import lower
-from archspec.load import load_networks
-
-from .contract import check_spec
+from .contract import check_spec, lowering_error
 
 HEAD = """
 name: net
@@ -64,11 +60,7 @@ def _module(tmp_path, body: str):
 
 
 def _error(tmp_path, body: str) -> str:
-    f = _spec(tmp_path, body)
-    with pytest.raises(SpecError) as e:
-        for net in load_networks(str(f)):
-            lower(net)
-    return e.value.format()
+    return lowering_error(_spec(tmp_path, body))
 
 
 def test_sequential_block_is_an_nn_sequential_numbered_like_torchvision(tmp_path):

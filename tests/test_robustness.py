@@ -7,11 +7,10 @@ import textwrap
 
 import pytest
 
-from archspec.errors import SpecError
 from archspec.load import load_networks
 from archspec.ir import lower
 
-from .contract import check_spec
+from .contract import check_spec, lowering_error
 
 HEAD = """
 name: net
@@ -33,11 +32,7 @@ def _built(tmp_path, body: str) -> str:
 
 
 def _error(tmp_path, body: str) -> str:
-    f = _spec(tmp_path, body)
-    with pytest.raises(SpecError) as e:
-        for net in load_networks(str(f)):
-            lower(net)
-    return e.value.format()
+    return lowering_error(_spec(tmp_path, body))
 
 
 def test_repeat_inside_a_list_held_by_a_key(tmp_path):
