@@ -183,6 +183,7 @@ def test_comprehensions_and_list_functions_compute_regnet_stages():
     ("[x for x in range(5000)]", "a comprehension runs over at most 1000 items"),
     ("[x for x in 3]", "a comprehension runs over a list"),
     ("range(20000)", "range() gives at most 10000 numbers"),
+    ("[range(10000) for j in range(1000)]", "a comprehension builds at most 100,000 values"),
     ("quantized_linear(0, 1, 2, 4)", "quantized_linear needs w_0 > 0"),
     ("quantized_linear(8, 1, 2, 100000)", "quantized_linear needs w_0 > 0"),
 ])

@@ -334,7 +334,14 @@ class _Comprehension(_Node):
         if len(xs) > MAX_COMPREHENSION:
             raise ExprError(f"a comprehension runs over at most {MAX_COMPREHENSION} items, got {len(xs)}",
                             offset=self.offset)
-        return [self.element.eval(ChainMap({self.var: x}, env)) for x in xs]
+        out, held = [], 0
+        for x in xs:
+            value = self.element.eval(ChainMap({self.var: x}, env))
+            held += len(value) if isinstance(value, (list, tuple, str)) else 1
+            if held > MAX_SEQUENCE * 10:  # a list of lists stays bounded too
+                raise ExprError(f"a comprehension builds at most {MAX_SEQUENCE * 10:,} values", offset=self.offset)
+            out.append(value)
+        return out
 
 
 class _Unary(_Node):
