@@ -59,6 +59,8 @@ class Shape:
 
 ACTS = ["relu", "tanh", "sigmoid", "gelu", {"leaky_relu": 0.1}, "identity", {"dropout": 0.25}]
 PARAM_TYPES = ["int", "float", "bool", "str", "list", "pair", "any"]
+#: the network parameter ``widths`` every spec declares, by a comprehension: [2, 4, 6, 8]
+WIDTHS = [2, 4, 6, 8]
 
 
 @dataclass
@@ -66,6 +68,7 @@ class BlockDef:
     name: str
     params: dict[str, Any]          # spec text of params: (type names or defaults)
     body: Any
+    sequential: bool = False        # sequential: true (an nn.Sequential numbered 0, 1, ...)
     # how a call is written: values per parameter
     make_args: Callable[[Chooser, Shape], tuple[dict, Shape]] = field(repr=False, default=None)  # type: ignore[assignment]
 
@@ -106,6 +109,8 @@ class SpecGen:
             args["bias"] = False
         if isinstance(out_v, int) and s.c % 2 == 0 and out_v % 2 == 0 and self.ch.coin(0.15):
             args["groups"] = 2
+        if out_v in WIDTHS and self.ch.coin(0.1):  # a width from the params' list comprehension
+            args["out"] = f"widths[{WIDTHS.index(out_v)}]"
         form = self.ch.int(0, 3)
         if form == 0 and "groups" not in args and "bias" not in args and stride == 1 and k == 1:
             layer: Any = {"conv": [out_v, k]}      # positional
@@ -146,7 +151,9 @@ class SpecGen:
         self.nodes += 1
         if depth <= 0 or self.nodes > 60 or not s.map:
             return self.simple(s)
-        k = self.ch.int(0, 13)
+        k = self.ch.int(0, 14)
+        if k == 14:
+            k = 13
         if k <= 4:
             return self.simple(s)
         if k == 5:
@@ -163,6 +170,12 @@ class SpecGen:
             return self.dense(s, depth - 1)
         if k == 11 and self.cells:
             return self.cell(s)
+        if k == 13:         # a list held by a key (an op's name, too), a spliced repeat inside it
+            first, s = self.simple(s)
+            rep, s = self.repeated(s, depth - 1)
+            if "names" not in rep and "name" not in rep:
+                rep["splice"] = True
+            return {self.ch.choice(["conv", "bn", self.fresh("stack")]): [first, rep]}, s
         if k == 12:
             item, s2 = self.layer(s, depth - 1)
             if s2.c != s.c or s2.h != s.h:  # skipping it would change the shape: a condition that holds
@@ -329,7 +342,7 @@ class SpecGen:
             params[pname] = "any"
         else:
             params[pname] = self.ch.choice(["int", 2, "out * 2"])
-        style = self.ch.int(0, 6)
+        style = self.ch.int(0, 7)
         main: list = [{"conv": {"out": "out", "kernel": 3, "stride": "stride", "padding": 1}}]
         if extra == "bool":
             main.append({"bn": {}, "when": pname})
@@ -370,10 +383,15 @@ class SpecGen:
             body = [*main, {"dense": {"g": {"c": {"conv": {"out": 2, "kernel": 1}}, "a": "relu"}},
                             "repeat": "stride + 1", "when": "out > 2"},
                     {"conv": {"out": "out", "kernel": 1}}]
-        else:               # a mul gate and a conditional named list with else:
+        elif style == 6:    # a mul gate and a conditional named list with else:
             body = [*main, {"gate": {"mul": [[], ["global_avgpool", {"conv": {"out": "out", "kernel": 1}},
                                                    "sigmoid"]]}},
                     {"post": ["bn", "relu"], "when": "in.c > 2"}]
+        else:               # sequential: true, torchvision's Conv2dNormActivation; max() in a width
+            body = [*main, {"conv": {"out": "max(1, out // 2) * 2 // 2 + out - max(1, out // 2)",
+                                     "kernel": 1}}, {"relu": {}, "when": "in.c > 3"}]
+            self.blocks[name] = BlockDef(name, params, body, sequential=True)
+            return
         self.blocks[name] = BlockDef(name, params, body)
 
     def call_block(self, s: Shape, keep: bool = False) -> tuple[Any, Shape]:
@@ -443,9 +461,11 @@ class SpecGen:
             self.cells["c{k}-{out}"] = [{"conv": {"out": "out", "kernel": "k", "padding": "same"}}, "relu"]
         self.make_blocks()
         net = self.network(Shape(c, h))
-        doc: dict[str, Any] = {"name": "fuzz", "input": [c, h, h], "num_classes": nc}
+        doc: dict[str, Any] = {"name": "fuzz", "input": [c, h, h], "num_classes": nc,
+                               "params": {"widths": "[2 * j for j in range(1, 5)]"}}
         uses_aux = any(isinstance(v, dict) and "aux" in v for v in net.values())
-        blocks = {b.name: {"params": b.params, "body": b.body} for b in self.blocks.values()}
+        blocks = {b.name: {"params": b.params, "body": b.body, **({"sequential": True} if b.sequential else {})}
+                  for b in self.blocks.values()}
         if uses_aux:
             blocks["aux_head"] = {"body": ["global_avgpool", "flatten", {"linear": "num_classes"}]}
         if blocks:
