@@ -15,11 +15,13 @@ def _repo_root(monkeypatch):
 
 
 #: torchvision builders too large for `make test` on 2 CPU cores (ViT-L/H: 300-630 M parameters;
-#: RegNet-16GF and up: 54-645 M; EfficientNet-B5-B7: 30-66 M parameters at 456-600 px): their
+#: RegNet-16GF and up: 54-645 M; EfficientNet-B5-B7: 30-66 M parameters at 456-600 px;
+#: EfficientNetV2-M/L: 54-119 M parameters at 480 px): their
 #: numerical parity runs under `-m heavy` (make test-all); their meta-device checks run always
 #: (RegNets that cannot be built on the meta device excepted: tests/test_torchvision_parity.py)
 HEAVY = {"vit_l_16", "vit_l_32", "vit_h_14", "regnet_x_16gf", "regnet_x_32gf", "regnet_y_16gf", "regnet_y_32gf",
-         "regnet_y_128gf", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7"}
+         "regnet_y_128gf", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+         "efficientnet_v2_m", "efficientnet_v2_l"}
 
 
 def torchvision_specs() -> list[Path]:
