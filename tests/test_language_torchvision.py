@@ -214,3 +214,29 @@ def test_a_name_that_cannot_be_a_module_key_is_one_error(tmp_path):
           trunk: {CNA: {out: 8}, repeat: 2, names: "block.{i}"}
         """)
     assert "names: gives 'block.0' for i = 0, which cannot name a module" in msg.splitlines()[0]
+
+
+def test_a_cell_word_takes_when_and_name_as_a_call(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(textwrap.dedent("""
+        name: net
+        input: [3, 16, 16]
+        num_classes: 10
+        params: {deep: false}
+        cells:
+          "c{k}-{out}": [{conv: {out: out, kernel: k, padding: same}}, relu]
+        network:
+          features:
+            - c3-8
+            - {c3-16: {}, when: deep}
+            - {c1-12: {}}
+            - {c3-4: {}, when: not deep, name: last}
+          avgpool: global_avgpool
+          flatten: flatten
+          fc: {linear: num_classes}
+        """))
+    assert check_spec(f, tmp_path / "out").kind == "ok"
+    from archspec.ir import lower
+    from archspec.load import load_networks
+    ids = [n.id for n in lower(load_networks(str(f))[0]).nodes() if n.id.startswith("features.")]
+    assert ids == ["features.0", "features.1", "features.2", "features.3", "features.last.0", "features.last.1"]

@@ -369,6 +369,9 @@ class Lowerer:
             if len(heads) == 1 and self.is_callable(str(heads[0])) and not self.named_list(expr, str(heads[0])):
                 return self.call(expr, str(heads[0]), x, fr, env, mark, path, name)
             metas = [k for k in expr if k in META_KEYS]
+            if len(heads) == 1 and expr[heads[0]] in ({}, None) and set(metas) <= {"when", "else", "name"} \
+                    and self.is_cell(str(heads[0])):
+                return self.cell_call(expr, str(heads[0]), x, fr, env, mark, path, name)
             if len(heads) == 1 and not self.layerish(expr[heads[0]]):
                 # {cnov: {out: 16}} or {maxpoool: 2}: a call of something that does not exist
                 self.unknown(str(heads[0]), _key_mark(expr, heads[0], mark), path)
@@ -464,6 +467,38 @@ class Lowerer:
         if isinstance(v, dict):
             return any(self.is_callable(str(k)) or k in META_KEYS for k in v) or any(self.layerish(i) for i in v.values())
         return False
+
+    def is_cell(self, word: str) -> bool:
+        return any(c.regex.match(word) for c in self.net.cells)
+
+    def cell_call(self, expr: dict, word: str, x: str, fr: Frame, env: dict, mark: Mark | None, path: tuple,
+                  name: str | None) -> str:
+        """``{bottleneck-t6-c24-n2-s2: {}, when: ...}``: a table row (a cell) with a condition or a name."""
+        if "name" in expr:
+            nm = expr["name"]
+            if not isinstance(nm, str) or not _IDENT.match(nm):
+                raise self.err(f"name must be an identifier, got {nm!r}", _mark_of(expr, "name", mark),
+                               path + ("name",), "use letters, digits and _", "bad_name")
+            name = nm
+        if "else" in expr and "when" not in expr:
+            raise self.err("else: only goes with when:", _key_mark(expr, "else", mark), path, code="bad_call")
+        guard = None
+        if "when" in expr:
+            ok, guard = self.when(expr["when"], fr, env, _mark_of(expr, "when", mark), path)
+            if not ok:
+                y = self.otherwise(expr, x, fr, mark, path)
+                if guard is not None:
+                    return self.skip(y, fr, env, mark, path, name, _hint(word), guard)
+                if name is not None:
+                    fr.names[name] = y
+                return y
+        if guard is not None:
+            self.guards.append(guard)
+        try:
+            return self.word(word, x, fr, env, _key_mark(expr, word, mark), path + (word,), name)
+        finally:
+            if guard is not None:
+                self.guards.pop()
 
     def named_list(self, expr: dict, head: str) -> bool:
         """``conv: [{...}, bn]``: a list of layers held by a key that is also an op's name
