@@ -257,3 +257,12 @@ def test_a_huge_input_is_refused(tmp_path: Path):
     assert_error(run_cli("validate", f), f, 2, 8, "input sizes are at most 65,536", "input")
     r = run_cli("stats", "specs/lenet5.yaml", "--input", "1,65537,32")
     assert r.exit_code == 2 and "--input takes sizes up to 65,536" in r.stderr
+
+
+def test_a_dollar_head_naming_a_dollar_word_is_one_error(tmp_path: Path):
+    """make fuzz-hostile N=10000 (seed 0, case 8016): a table cell holding '${a}' used as the op of a
+    call ({"$stages[0][0]": ...}) passed the check (it starts with $) and failed in the registry."""
+    f = write(tmp_path, HEAD + 'params:\n  stages: [["${a}"]]\n'
+              'network: [{"$stages[0][0]": {}}, flatten, {linear: num_classes}]\n')
+    assert_error(run_cli("validate", f), f, 5, 12, "'$stages[0][0]' names '${a}', which is not an op or block",
+                 "network[0]")

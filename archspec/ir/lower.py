@@ -650,7 +650,7 @@ class Lowerer:
             inputs = self.refs(expr["from"], fr, _mark_of(expr, "from", mark), path + ("from",))
         if head.startswith("$"):
             target = self.value(head, env, cmark, path)
-            if not isinstance(target, str) or not self.is_callable(target):
+            if not isinstance(target, str) or target.startswith("$") or not self.is_callable(target):
                 raise self.err(f"'{head}' names {target!r}, which is not an op or block", cmark, path,
                                code="unknown_op")
             head_name, args = target, expr[head]
