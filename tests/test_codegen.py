@@ -281,3 +281,23 @@ def test_init_of_an_unknown_layer_is_caught_by_validate(tmp_path):
     assert r.exit_code == 1
     assert r.stderr.splitlines() == [
         f"{spec}:4:12: error: init.layers.fcc: init names the layer 'fcc', which has no weights in this network"]
+
+
+def test_forked_rendering_equals_one_process(tmp_path, monkeypatch):
+    """build --all / --check render many spec files in forked workers: the same outputs, in order."""
+    from archspec.codegen import writer
+
+    refs = sorted(str(p) for p in (ROOT / "specs" / "torchvision").glob("resnet*.yaml"))[:4] + \
+        sorted(str(p) for p in (ROOT / "specs" / "torchvision").glob("vgg1*.yaml"))[:4]
+    assert len(refs) == 8
+    forked = writer.render_specs(refs, tmp_path)
+    monkeypatch.setattr(writer, "_mp_methods", lambda: [])
+    single = writer.render_specs(refs, tmp_path)
+    assert [(o.path, o.kind, o.text) for o in forked] == [(o.path, o.kind, o.text) for o in single]
+    assert [o.source.stats.params for o in forked] == [o.source.stats.params for o in single]
+    # a failing file among many: the one-process error, the first in order
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ninput: [3, 8, 8]\nnetwork: [{cnov: {out: 4}}]\n")
+    with pytest.raises(SpecError) as e:
+        writer.render_specs(refs + [str(bad)], tmp_path)
+    assert e.value.format().startswith(f"{bad}:3:")

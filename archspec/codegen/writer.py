@@ -106,6 +106,65 @@ def _confined(folder: Path, out_dir: Path, spec_file: str | None = None, target:
 
 
 def render_specs(refs: list[str], out_dir: Path) -> list[Output]:
+    """The module and training script of every network of ``refs``, in order. Many spec files (the
+    zoo: ``build --all``, ``--check``) are rendered by forked workers, one file each, on the machine's
+    cores; the result is the same list (the workers' outputs are joined in the order of ``refs``)."""
+    per_ref: list[list[tuple[Output, str, str]]] | None = None
+    jobs = min(os.cpu_count() or 1, 4)
+    if len(refs) >= 8 and jobs > 1 and "fork" in _mp_methods():
+        per_ref = _render_forked(refs, out_dir, jobs)
+    if per_ref is None:  # one process (also how an error is raised: the first, in order)
+        per_ref = [_render_ref(ref, out_dir) for ref in refs]
+    outputs: list[Output] = []
+    seen: dict[str, tuple[str, str]] = {}
+    for items in per_ref:
+        for o, ref, file in items:
+            what = (f"the training script of {o.source.name}" if o.kind == "train"
+                    else f"the module of {o.source.name}")
+            key = os.path.normcase(os.path.abspath(o.path))
+            if key in seen and seen[key][0] != ref:
+                other_ref, other_what = seen[key]
+                raise SpecError(f"{ref} and {other_ref} would both write {o.path}",
+                                mark=Mark(file, 1, 1),
+                                code="output_clash", hint=f"{what} and {other_what}; rename one of the networks")
+            seen[key] = (ref, what)
+            outputs.append(o)
+    return outputs
+
+
+def _mp_methods() -> list[str]:
+    import multiprocessing
+
+    return multiprocessing.get_all_start_methods()
+
+
+def _render_forked(refs: list[str], out_dir: Path, jobs: int) -> list[list[tuple[Output, str, str]]] | None:
+    """``_render_ref`` of every ref in forked workers; None if any failed (the caller renders again
+    in one process, which raises the first error in order)."""
+    import multiprocessing
+
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            results = pool.map(_render_ref_quiet, [(ref, out_dir) for ref in refs], chunksize=1)
+    except Exception:  # noqa: BLE001 - a worker that could not even report: render in one process
+        return None
+    if any(r is None for r in results):
+        return None
+    return results
+
+
+def _render_ref_quiet(args: tuple[str, Path]) -> list[tuple[Output, str, str]] | None:
+    try:
+        items = _render_ref(*args)
+    except Exception:  # noqa: BLE001 - reported by the one-process rendering that follows
+        return None
+    for o, _, _ in items:  # what the parent needs: the text and the stats, not the lowered graph
+        o.source.graph = None
+    return items
+
+
+def _render_ref(ref: str, out_dir: Path) -> list[tuple[Output, str, str]]:
+    """The outputs of one spec file (or FILE:COLUMN), each with the network's ref and file."""
     env = template_env()
 
     def render(template: str, **ctx) -> str:
@@ -114,32 +173,22 @@ def render_specs(refs: list[str], out_dir: Path) -> list[Output]:
         except jinja2.TemplateError as e:
             raise SpecError(f"template {template} failed: {e}", code="template") from None
 
-    outputs: list[Output] = []
-    seen: dict[str, tuple[str, str]] = {}
-    for ref in refs:
-        path, _ = split_ref(ref)
-        nets = load_networks(ref)
-        many = len(nets) > 1
-        for net in nets:
-            display = Path(net.file).as_posix()
-            if net.column is not None and many:
-                display += f":{net.column}"
-            src = generate_model(net, display, render)
-            target = output_path(net.file, out_dir, net.name, many)
-            # the training script beside the module: train_<module>.py imports <module>.py
-            script = target.with_name(f"train_{target.name}")
-            for path, what in ((target, f"the module of {net.name}"), (script, f"the training script of {net.name}")):
-                key = os.path.normcase(os.path.abspath(path))
-                if key in seen and seen[key][0] != net.ref:
-                    other_ref, other_what = seen[key]
-                    raise SpecError(f"{net.ref} and {other_ref} would both write {path}",
-                                    mark=Mark(net.file, 1, 1), code="output_clash",
-                                    hint=f"{what} and {other_what}; rename one of the networks")
-                seen[key] = (net.ref, what)
-            outputs.append(Output(target, _check_python(src.text, net), src))
-            text = wrap_long_lines(render("train.py.j2", **train_context(net, target.name, src.class_name, display, src.graph)))
-            outputs.append(Output(script, _check_python(text, net), src, kind="train"))
-    return outputs
+    items: list[tuple[Output, str, str]] = []
+    nets = load_networks(ref)
+    many = len(nets) > 1
+    for net in nets:
+        display = Path(net.file).as_posix()
+        if net.column is not None and many:
+            display += f":{net.column}"
+        src = generate_model(net, display, render)
+        target = output_path(net.file, out_dir, net.name, many)
+        # the training script beside the module: train_<module>.py imports <module>.py
+        script = target.with_name(f"train_{target.name}")
+        text = wrap_long_lines(render("train.py.j2", **train_context(net, target.name, src.class_name, display,
+                                                                     src.graph)))
+        items.append((Output(target, _check_python(src.text, net), src), net.ref, net.file))
+        items.append((Output(script, _check_python(text, net), src, kind="train"), net.ref, net.file))
+    return items
 
 
 def _check_python(text: str, net) -> str:
