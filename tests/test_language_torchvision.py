@@ -240,3 +240,29 @@ def test_a_cell_word_takes_when_and_name_as_a_call(tmp_path):
     from archspec.load import load_networks
     ids = [n.id for n in lower(load_networks(str(f))[0]).nodes() if n.id.startswith("features.")]
     assert ids == ["features.0", "features.1", "features.2", "features.3", "features.last.0", "features.last.1"]
+
+
+def test_a_constant_expression_default_is_written_as_its_value(tmp_path):
+    """len([...]) * 4 has no names: it was written into the class as the string 'len(...) * 4'."""
+    mod, text = _module(tmp_path, """
+        blocks:
+          B:
+            params: {w: "len([x for x in [1, 2]]) * 4"}
+            body: [{conv: {out: w, kernel: 1}}]
+        network: [B, {B: {w: 6}}, global_avgpool, flatten, {linear: num_classes}]
+        """)
+    assert "w: int = 8" in text
+    assert mod.build().B.conv.out_channels == 8
+
+
+def test_a_comprehension_default_over_parameters_is_one_located_error(tmp_path):
+    f = _spec(tmp_path, """
+        blocks:
+          B:
+            params: {v: 2, w: "[v * x for x in [1, 2]][1]"}
+            body: [{conv: {out: w, kernel: 1}}]
+        network: [B, {B: {v: 3}}, global_avgpool, flatten, {linear: num_classes}]
+        """)
+    out = check_spec(f, tmp_path / "out")
+    assert out.kind == "rejected"
+    assert "the default of parameter 'w' of block 'B': a list comprehension cannot be written" in out.detail

@@ -34,7 +34,7 @@ from ..ir.lower import IN_FIELDS, MODULE_MEMBERS, in_record
 from ..ir.sym import Sym, SymFloat, SymPair, plain
 from ..load import Network
 from ..ops import REGISTRY, Emit, Helper
-from ..spec.expr import parse, to_python
+from ..spec.expr import ExprError, parse, to_python
 from .format import wrap_long_lines
 from .init import render_init
 
@@ -606,12 +606,17 @@ class Generator:
                 required.append((p, t, None))
             elif isinstance(default, str) and _is_expr_default(default):
                 optional.append((p, f"{t} | None", "None"))
-                text = to_python(parse(default[1:] if default.startswith("$") else default),
-                                 _ident, lambda o, f: "in_channels")
+                try:
+                    text = to_python(parse(default[1:] if default.startswith("$") else default),
+                                     _ident, lambda o, f: "in_channels")
+                except ExprError as e:  # a rule of the language (as in a when:), found where it is written
+                    err = _err(f"the default of parameter '{p}' of block '{blk.name}': {e.message}", info, e.hint)
+                    err.code = "expression"
+                    raise err from None
                 prelude.append(f"if {p} is None:")
                 prelude.append(f"    {p} = {text}")
             else:
-                optional.append((p, t, _expr(default)))
+                optional.append((p, t, _expr(_constant_default(default))))
         params = required + optional
         used = _names_in([t for c in children for t in c.texts()] + prelude)
         declared = {p for p, _, _ in params}
@@ -998,6 +1003,18 @@ def _is_expr_default(text: str) -> bool:
     except Exception:
         return False
     return bool(e.names())
+
+
+def _constant_default(default: Any) -> Any:
+    """A default written as an expression without names (``len([1, 2]) * 4``) is its value; a word
+    (``relu``) or anything else stays as it is."""
+    if not isinstance(default, str) or re.fullmatch(r"[A-Za-z_]\w*", default.strip()):
+        return default
+    try:
+        e = parse(default)
+        return e.evaluate({}) if not e.names() else default
+    except Exception:  # noqa: BLE001 - not an expression: a word
+        return default
 
 
 def _ident(n: str) -> str:
