@@ -9,15 +9,24 @@ output shape. Nodes are added in a topological order (lowering walks the spec to
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal, Optional
+from typing import Annotated, Any, Iterator, Literal, Optional
 
 import networkx as nx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
 from ..errors import Mark
-from ..ops import Attrs, Shape
+from ..ops import Attrs, ChannelsLast, Shape
 
 __all__ = ["Node", "ModuleInfo", "AuxOutput", "Graph"]
+
+
+def _shape(v: Any) -> Shape:
+    """A shape as a tuple, keeping the channels-last layout it may carry."""
+    return v if isinstance(v, ChannelsLast) else tuple(v)
+
+
+#: a shape field: a tuple of ints, or a ChannelsLast one (plain validation would drop the layout)
+ShapeField = Annotated[Shape, PlainValidator(_shape)]
 
 
 class Node(BaseModel):
@@ -29,8 +38,8 @@ class Node(BaseModel):
     op: str = Field(description="registry name of the op")
     attrs: Attrs = Field(description="the op's validated attributes")
     inputs: list[str] = Field(default_factory=list, description="ids of the producers, in order")
-    in_shapes: list[Shape] = Field(default_factory=list)
-    shape: Shape = Field(description="inferred output shape (no batch dimension)")
+    in_shapes: list[ShapeField] = Field(default_factory=list)
+    shape: ShapeField = Field(description="inferred output shape (no batch dimension)")
     scope: str = Field("", description="module path that holds the node ('' = the network)")
     local: str = Field(description="the node's own name inside its scope")
     mark: Optional[Mark] = Field(None, description="where the spec writes this layer")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import keyword
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ from .._gc import paused_gc
 from ..errors import Mark, SpecError
 from ..limits import limits
 from ..load.loader import REQUIRED, TYPES, Block, Network, pydantic_error
-from ..ops import REGISTRY, OpError, Shape, get_op
+from ..ops import REGISTRY, OpError, Shape, channel_axis, get_op, is_channels_last, like
 from ..spec.expr import ExprError, parse, to_python
 from ..spec.yamlio import LocDict, LocList
 from .graph import AuxOutput, Graph, ModuleInfo, Node
@@ -81,7 +82,11 @@ def in_record(shape: tuple) -> dict[str, Any]:
     """What ``in`` holds in a block body for an input of ``shape``: ``c``, ``h``, ``w`` of a map;
     ``n`` (tokens) and ``d`` (= ``c``) of a T×D sequence; ``c`` (= ``d``) of a vector; ``shape``, ``rank``."""
     rec: dict[str, Any] = {"shape": list(shape), "rank": len(shape)}
-    if len(shape) == 3:
+    if is_channels_last(shape):  # H×W×C (or windows G×P×C): the channels are last
+        rec.update(c=shape[-1], d=shape[-1])
+        if len(shape) == 3:
+            rec.update(h=shape[0], w=shape[1])
+    elif len(shape) == 3:
         rec.update(c=shape[0], h=shape[1], w=shape[2])
     elif len(shape) == 2:
         rec.update(n=shape[0], d=shape[1], c=shape[1])
@@ -90,9 +95,19 @@ def in_record(shape: tuple) -> dict[str, Any]:
     return rec
 
 
+def _list_valued(opdef: Any) -> bool:
+    """Is the op's only positional attribute a list (``permute``'s dims)? Then ``{op: [...]}``
+    gives that list, not one argument per item."""
+    if len(opdef.positional) != 1:
+        return False
+    field = opdef.attrs.model_fields.get(opdef.positional[0])
+    return field is not None and typing.get_origin(field.annotation) is list
+
+
 def _channel_axis(shape: tuple) -> int:
-    """The axis ``in.c`` reads: channels of a C×H×W map or a vector, the width D of T×D tokens."""
-    return 1 if len(shape) == 2 else 0
+    """The axis ``in.c`` reads: channels of a C×H×W map or a vector, the width D of T×D tokens, the
+    last axis of a channels-last map."""
+    return channel_axis(shape)
 
 
 @dataclass
@@ -930,7 +945,7 @@ class Lowerer:
             saved_guards, self.guards = self.guards, []
             own = list(plain(self.sym_shapes[inputs[0]]))
             own[axis] = Sym(int(record.get("c", 0)), "in_channels")
-            self.sym_shapes["@" + bfr.path] = tuple(own)
+            self.sym_shapes["@" + bfr.path] = like(self.sym_shapes[inputs[0]], own)
         else:
             benv = {**self.globals, **bound, "in": record}
         body_mark = blk.raw.mark_of("body") if isinstance(blk.raw, LocDict) else blk.mark
@@ -1011,6 +1026,9 @@ class Lowerer:
             attrs: dict[str, Any] = {}
         elif isinstance(args, dict):
             attrs = dict(args)
+        elif isinstance(args, list) and _list_valued(opdef):
+            attrs = {opdef.positional[0]: args}  # {permute: [0, 2, 3, 1]}: the list is the one value
+            args = _scalar_as_dict(attrs, mark)
         elif isinstance(args, list):
             if len(args) > len(opdef.positional):
                 raise self.err(f"'{opname}' takes at most {len(opdef.positional)} positional arguments "
@@ -1042,7 +1060,7 @@ class Lowerer:
                 out[axis] = bound[shape[axis].expr]
             elif shape[axis].expr == "in_channels" and sym_in is not None:
                 out[axis] = sym_in
-        return tuple(out)
+        return like(shape, out)
 
     def emit_node(self, opname: str, attrs: dict, inputs: list[str], fr: Frame, env: dict,
                   mark: Mark | None, path: tuple, name: str | None, cmark: Mark | None,
@@ -1076,8 +1094,9 @@ class Lowerer:
                 sym_typed = typed.model_copy(update=upd)
         try:
             opdef.check_arity(len(inputs))
-            sym_shape = tuple(opdef.infer(sym_typed, sym_in))
-            shape = tuple(plain(sym_shape))
+            sym_shape = opdef.infer(sym_typed, sym_in)
+            sym_shape = like(sym_shape, sym_shape)
+            shape = plain(sym_shape)
         except OpError as e:
             m = _mark_of(raw_args, e.attr, cmark) if e.attr and isinstance(raw_args, dict) and e.attr in raw_args else cmark
             raise self.err(e.message, m or mark, path + ((e.attr,) if e.attr and isinstance(raw_args, dict) and e.attr in raw_args else ()),

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..ops.registry import like
+
 __all__ = ["Sym", "SymFloat", "SymPair", "has_sym", "plain"]
 
 _ATOM, _POW, _NEG, _MUL, _ADD = 100, 40, 30, 20, 10
@@ -155,7 +157,7 @@ def plain(v: Any) -> Any:
     if isinstance(v, SymFloat):
         return float.__float__(v)
     if isinstance(v, tuple):
-        return tuple(plain(x) for x in v)
+        return like(v, [plain(x) for x in v])  # a channels-last shape stays one
     if isinstance(v, list):
         return [plain(x) for x in v]
     return v

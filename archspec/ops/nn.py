@@ -21,8 +21,11 @@ from .registry import (
     OpError,
     Shape,
     Window,
+    channel_axis,
     fmt_pair,
+    is_channels_last,
     is_symbolic,
+    like,
     numel,
     pair,
     register,
@@ -48,6 +51,10 @@ def _kwargs(pos: list[str], kw: dict[str, object], defaults: dict[str, object]) 
 
 
 def _need_rank(op: str, shape: Shape, rank: int, what: str = "a C×H×W feature map") -> None:
+    if is_channels_last(shape):
+        raise OpError(f"'{op}' needs {what}, got the channels-last map {list(shape)} (channels last)",
+                      code="layout", hint="permute it back to channels first before it: "
+                                          "{permute: [0, 3, 1, 2]}")
     if len(shape) != rank:
         hint = None
         if rank == 3 and len(shape) == 1:
@@ -276,6 +283,8 @@ def _bn_emit(a: BatchNormAttrs, ins: list[Shape], out: Shape) -> Emit:
 
 
 def _bn_infer(a: BatchNormAttrs, ins: list[Shape]) -> Shape:
+    if is_channels_last(ins[0]):
+        _need_rank("bn", ins[0], 3)
     if len(ins[0]) not in (1, 3):
         raise OpError(f"'bn' needs C×H×W or a vector, got shape {list(ins[0])}", code="rank")
     return ins[0]
@@ -429,15 +438,16 @@ class LayerScaleAttrs(Attrs):
 
 
 def _layer_scale_infer(a: LayerScaleAttrs, ins: list[Shape]) -> Shape:
-    if len(ins[0]) not in (1, 2, 3):
+    if len(ins[0]) not in (1, 2, 3) and not is_channels_last(ins[0]):
         raise OpError(f"'layer_scale' needs a C×H×W map, a T×D token sequence or a vector, got shape "
                       f"{list(ins[0])}", code="rank")
     return ins[0]
 
 
 def _layer_scale_channels(ins: list[Shape]) -> int:
-    """The channels it scales: C of a C×H×W map, D of tokens, the features of a vector."""
-    return ins[0][0] if len(ins[0]) == 3 else ins[0][-1]
+    """The channels it scales: C of a C×H×W map, D of tokens, the features of a vector, the last
+    axis of a channels-last map."""
+    return ins[0][channel_axis(ins[0])]
 
 
 def _layer_scale_count(a: LayerScaleAttrs, ins: list[Shape], out: Shape) -> Counts:
@@ -446,7 +456,8 @@ def _layer_scale_count(a: LayerScaleAttrs, ins: list[Shape], out: Shape) -> Coun
 
 
 def _layer_scale_emit(a: LayerScaleAttrs, ins: list[Shape], out: Shape) -> Emit:
-    shape = f"{_layer_scale_channels(ins)}, 1, 1" if len(ins[0]) == 3 else f"{_layer_scale_channels(ins)}"
+    chw = len(ins[0]) == 3 and not is_channels_last(ins[0])
+    shape = f"{_layer_scale_channels(ins)}, 1, 1" if chw else f"{_layer_scale_channels(ins)}"
     return Emit(param=f"nn.Parameter(torch.ones({shape}) * {a.init!r})", call="{self} * {0}")
 
 
@@ -482,10 +493,12 @@ class LinearAttrs(Attrs):
 
 def _linear_infer(a: LinearAttrs, ins: list[Shape]) -> Shape:
     x = ins[0]
-    if len(x) == 3:
+    if len(x) >= 3 and not is_channels_last(x):
         raise OpError(f"'linear' needs a vector, got the feature map {list(x)}", code="rank",
-                      hint="put flatten (or global_avgpool, flatten) before the first linear layer")
-    return x[:-1] + (a.out,)
+                      hint="put flatten (or global_avgpool, flatten) before the first linear layer; "
+                           "for a linear layer over the channels of each position, permute the map "
+                           "to channels-last first: {permute: [0, 2, 3, 1]}")
+    return like(x, tuple(x[:-1]) + (a.out,))
 
 
 def _linear_count(a: LinearAttrs, ins: list[Shape], out: Shape) -> Counts:
@@ -496,8 +509,9 @@ def _linear_count(a: LinearAttrs, ins: list[Shape], out: Shape) -> Counts:
 
 register(OpDef(
     name="linear", attrs=LinearAttrs, family="linear", tags=frozenset({"weighted"}),
-    doc="Fully-connected layer over the last dimension: (…, D) -> (…, out). params = D·out (+ out "
-        "bias); MACs = (rows)·D·out.",
+    doc="Fully-connected layer over the last dimension: (…, D) -> (…, out), on a vector, T×D tokens "
+        "or a channels-last map (H×W×C: a 1×1 conv written as nn.Linear, ConvNeXt's and Swin's MLP). "
+        "params = D·out (+ out bias); MACs = (rows)·D·out.",
     infer=_linear_infer, count=_linear_count,
     emit=lambda a, i, o: Emit(module=f"nn.Linear({_kwargs([str(i[0][-1]), str(a.out)], {'bias': a.bias}, {'bias': True})})"),
     window=lambda a, i: Window(global_=True) if len(i[0]) == 1 else None,
@@ -548,6 +562,8 @@ class ChannelsAttrs(Attrs):
 
 def _channels_infer(a: ChannelsAttrs, ins: list[Shape]) -> Shape:
     (x,) = ins
+    if is_channels_last(x):
+        _need_rank("channels", x, 3)
     if len(x) not in (1, 3):
         raise OpError(f"'channels' needs a C×H×W feature map or a vector, got shape {list(x)}", code="rank",
                       hint="on a T×D token sequence the channels are the last axis; slice the map "
@@ -590,8 +606,19 @@ register(OpDef(
 
 
 # -------------------------------------------------------------------------------------------- merges
+def _same_layout(op: str, ins: list[Shape]) -> None:
+    for j, s in enumerate(ins[1:], 1):
+        if is_channels_last(s) != is_channels_last(ins[0]):
+            which = (0, j) if is_channels_last(ins[0]) else (j, 0)
+            raise OpError(f"{op} of a channels-last map (branch {which[0]}) and a channels-first one "
+                          f"(branch {which[1]})", code="layout",
+                          hint="permute one of them first: {permute: [0, 2, 3, 1]} to channels-last, "
+                               "{permute: [0, 3, 1, 2]} back")
+
+
 def _add_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
     first = ins[0]
+    _same_layout("add", ins)
     for j, s in enumerate(ins[1:], 1):
         if s != first:
             if len(s) == len(first) and s[1:] == first[1:]:
@@ -606,6 +633,9 @@ def _add_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
 
 def _concat_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
     first = ins[0]
+    for s in ins:
+        if is_channels_last(s):
+            _need_rank("concat", s, 3, "C×H×W feature maps (it joins the channels, axis 1)")
     for j, s in enumerate(ins[1:], 1):
         if len(s) != len(first) or s[1:] != first[1:]:
             raise OpError(f"concat of different spatial sizes: branch 0 is {list(first)}, "
@@ -616,6 +646,9 @@ def _concat_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
 
 def _mul_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
     x, g = ins
+    _same_layout("mul", ins)
+    if is_channels_last(x) and g == x:
+        return x
     if g == x or (len(g) == len(x) == 3 and g[0] == x[0] and g[1:] == (1, 1)):
         return x
     if len(x) == len(g) == 3 and x[0] == g[0] and x[1:] == (1, 1):

@@ -7,7 +7,10 @@ emitted as PyTorch. Lowering, analysis and code generation read this entry and n
 never test ``if op == "conv"``.
 
 Shapes are tuples without the batch dimension: ``(C, H, W)`` for feature maps, ``(N,)`` for vectors,
-``(T, D)`` for token sequences.
+``(T, D)`` for token sequences. A map whose channels are the last axis (``(H, W, C)`` after a
+``permute`` to channels-last, as Swin and ConvNeXt's blocks keep it; ``(G, P, C)`` windows of
+tokens) is a :class:`ChannelsLast` shape: the same numbers, with the layout remembered, so that an op
+that reads the channels reads the right axis and one that needs C×H×W says so.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "Shape",
+    "ChannelsLast",
+    "is_channels_last",
+    "like",
+    "channel_axis",
     "OpError",
     "Counts",
     "Window",
@@ -34,6 +41,33 @@ __all__ = [
 ]
 
 Shape = tuple[int, ...]
+
+
+class ChannelsLast(tuple):
+    """A shape of rank 3 or more whose last axis holds the channels: ``(H, W, C)`` of a map permuted
+    to channels-last, ``(G, P, C)`` of windows of P tokens. It compares equal to the plain tuple of
+    the same numbers; :func:`like` keeps the layout when a rule computes a new shape from it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"ChannelsLast({tuple.__repr__(self)})"
+
+
+def is_channels_last(shape: Shape) -> bool:
+    """Is ``shape`` a channels-last map (its channels the last axis, its rank 3 or more)?"""
+    return isinstance(shape, ChannelsLast)
+
+
+def like(shape: Shape, values: Sequence[int]) -> Shape:
+    """``values`` as a shape of the same layout as ``shape``."""
+    return ChannelsLast(values) if isinstance(shape, ChannelsLast) else tuple(values)
+
+
+def channel_axis(shape: Shape) -> int:
+    """The axis that holds the channels: C of a C×H×W map or a vector (0), D of T×D tokens and C
+    of a channels-last map (the last)."""
+    return len(shape) - 1 if isinstance(shape, ChannelsLast) or len(shape) == 2 else 0
 
 
 class OpError(Exception):

@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .registry import Attrs, Counts, Emit, Helper, OpDef, OpError, Shape, Window, numel, register
+from .registry import (Attrs, Counts, Emit, Helper, OpDef, OpError, Shape, Window, is_channels_last, numel,
+                       register)
 
 __all__: list[str] = []  # the ops are reached through the registry
 
@@ -34,8 +35,9 @@ def _need_tokens(op: str, shape: Shape) -> None:
 # ------------------------------------------------------------------------------------ to_tokens
 def _to_tokens_infer(a: NoAttrs, ins: list[Shape]) -> Shape:
     x = ins[0]
-    if len(x) != 3:
-        raise OpError(f"'to_tokens' needs a C×H×W feature map, got shape {list(x)}", code="rank",
+    if len(x) != 3 or is_channels_last(x):
+        raise OpError(f"'to_tokens' needs a C×H×W feature map, got shape {list(x)}"
+                      + (" (channels last)" if is_channels_last(x) else ""), code="rank",
                       hint="to_tokens follows the patch-embedding conv")
     return (x[1] * x[2], x[0])
 
@@ -114,19 +116,26 @@ class LayerNormAttrs(Attrs):
 
 
 def _ln_infer(a: LayerNormAttrs, ins: list[Shape]) -> Shape:
-    if len(ins[0]) == 3 and a.over == "last":
+    if len(ins[0]) >= 3 and not is_channels_last(ins[0]) and a.over == "last":
         raise OpError(f"'layernorm' normalises the last dimension of a T×D token sequence or a vector; on "
                       f"the C×H×W map {list(ins[0])} that would be the width W, which is not what a "
                       f"normalisation means", code="rank",
                       hint="choose the axes: to_tokens first for a T×D sequence (ViT), flatten first "
-                           "for one vector, or {layernorm: {over: channels}} for the C channels of each "
-                           "position of the map (ConvNeXt's LayerNorm2d)")
+                           "for one vector, {layernorm: {over: channels}} for the C channels of each "
+                           "position of the map (ConvNeXt's LayerNorm2d), or {permute: [0, 2, 3, 1]} "
+                           "first for a channels-last map whose last axis is C (Swin)")
     return ins[0]
 
 
 def _ln_features(ins: list[Shape]) -> int:
-    """The dimension it normalises: C of a C×H×W map (over: channels), else the last one."""
-    return ins[0][0] if len(ins[0]) == 3 else ins[0][-1]
+    """The dimension it normalises: C of a C×H×W map (over: channels), else the last one (D of
+    tokens, C of a channels-last map)."""
+    return ins[0][0] if _chw(ins[0]) else ins[0][-1]
+
+
+def _chw(shape: Shape) -> bool:
+    """A channels-first C×H×W map (not tokens, a vector or a channels-last map)?"""
+    return len(shape) == 3 and not is_channels_last(shape)
 
 
 def _ln_count(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> Counts:
@@ -150,7 +159,7 @@ def _ln_emit(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> Emit:
         args.append(f"eps={a.eps!r}")
     if not a.affine:
         args.append("elementwise_affine=False")
-    if len(ins[0]) == 3:
+    if _chw(ins[0]):
         return Emit(module=f"LayerNorm2d({', '.join(args)})", helpers=(LAYER_NORM_2D,))
     return Emit(module=f"nn.LayerNorm({', '.join(args)})")
 
@@ -160,7 +169,8 @@ register(OpDef(
     doc="Layer normalisation over the last dimension D (ViT's LN). Shape unchanged. params = 2·D "
         "(scale and shift); weights = D; MACs 0. On a C×H×W map the axis would be a guess (W), so "
         "it is an error unless over: channels asks for the C channels of each position (ConvNeXt's "
-        "LayerNorm2d; params = 2·C).",
+        "LayerNorm2d; params = 2·C). On a channels-last map (after permute) the last axis is C: "
+        "nn.LayerNorm(C), either way.",
     infer=_ln_infer, count=_ln_count, emit=_ln_emit, positional=("eps",),
 ))
 
