@@ -6,17 +6,18 @@ Paper: Szegedy, Liu, Jia et al. 2014, arXiv:1409.4842 (Table 1, Fig. 3, §5)
 Table 1's params column reads as weights without biases in units of 1024: conv2 (114,688 / 1024
 = 112.0, printed 112K), inception (3a) (159.5, printed 159K) and the linear layer (1,000K) match
 that reading exactly and are marked variant; the other rows match neither that nor any other
-reading and are marked erratum, each with the exact count. The ops column counts multiply-adds
-(= MACs) in decimal millions and matches every row but conv1, 4a (73.6M truncated) and 5a. The
-totals are the inference network's (aux heads dropped); params_with_aux adds them.
+reading and are marked erratum, each with the exact count (conv1's 2,712 weights print as 2.7K,
+a decimal reading). The ops column counts multiply-adds (= MACs) in decimal millions and matches
+every row but 4a (73.6M truncated) and 5a. The totals are the inference network's (aux heads
+dropped); params_with_aux adds them.
 
 Static analysis (MACs = multiply-accumulates of conv/linear per image; params = learnable):
 
     input        3 x 224 x 224
     output       1000
-    params       6,998,552 (7.00 M)
-    MACs         1,582,671,872 (1.58 G; multiply-accumulates per image)
-    activations  10,063,792 elements per image
+    params       6,991,856 (6.99 M)
+    MACs         1,498,677,248 (1.50 G; multiply-accumulates per image)
+    activations  10,364,848 elements per image
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ class GoogLeNet(nn.Module):
     def __init__(self, num_classes: int = 1000, init_weights: bool = True) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
-            nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3),
+            nn.Conv2d(3, 24, kernel_size=7, stride=2, padding=3, groups=3, bias=False),
+            nn.Conv2d(24, 64, kernel_size=1),
             nn.ReLU(inplace=True),
         )
         self.pool1 = nn.Sequential(
@@ -184,5 +186,5 @@ class GoogLeNet(nn.Module):
 
 
 def build(num_classes: int = 1000, **overrides) -> GoogLeNet:
-    """GoogLeNet with 6,998,552 parameters at 1000 classes (specs/googlenet.yaml)."""
+    """GoogLeNet with 6,991,856 parameters at 1000 classes (specs/googlenet.yaml)."""
     return GoogLeNet(num_classes=num_classes, **overrides)

@@ -190,16 +190,24 @@ def test_a_layer_named_aux_is_still_a_layer(tmp_path):
 
 
 def test_googlenet_table1_rows():
-    """Table 1's ops column matches the inception rows; its params column reads as weights in units
-    of 1024 only for conv2, 3a and the linear layer (variants); the rest are errata."""
+    """Table 1's ops column matches conv1 (depthwise-separable, issue #12) and the inception rows;
+    its params column reads as weights in units of 1024 only for conv2, 3a and the linear layer
+    (variants); the rest are errata. The total is §1's 1.5 billion multiply-adds."""
     r = runner.invoke(app, ["check", "specs/googlenet.yaml", "--format", "json"])
     assert r.exit_code == 0, r.output
     rows = {x["metric"]: x["status"] for x in json.loads(r.stdout)}
     assert [m for m, s in rows.items() if s == "variant"] == ["conv2.weights", "inception_3a.weights", "fc.weights"]
     assert sorted(m for m, s in rows.items() if s == "erratum" and m.endswith("macs")) == \
-        ["conv1.macs", "inception_4a.macs", "inception_5a.macs", "macs"]
+        ["inception_4a.macs", "inception_5a.macs"]
+    assert (rows["macs"], rows["conv1.macs"], rows["conv1.weights"]) == ("pass", "pass", "pass")
     assert all(rows[f"inception_{k}.macs"] == "pass" for k in ("3a", "3b", "4b", "4c", "4d", "4e", "5b"))
     [(net, graph, st)] = compile_spec("specs/googlenet.yaml")
     assert graph.modules["inception_3a"].args == {"n1x1": 64, "n3x3red": 96, "n3x3": 128, "n5x5red": 16,
                                                   "n5x5": 32, "pool_proj": 32}
-    assert (st.macs, st.weights) == (1_582_671_872, 6_990_272)
+    # conv1: 7·7·3·8 depthwise + 24·64 pointwise weights, 112·112·(24·49 + 24·64) MACs
+    assert (_layer_sum(st, "conv1", "weights"), _layer_sum(st, "conv1", "macs")) == (2_712, 34_019_328)
+    assert (st.macs, st.weights) == (1_498_677_248, 6_990_272 - 9_408 + 2_712)
+
+
+def _layer_sum(st, prefix: str, metric: str) -> int:
+    return sum(getattr(ls, metric) for ls in st.layers if ls.name.startswith(prefix + "."))

@@ -24,7 +24,7 @@ def test_check_is_green_on_the_whole_zoo():
     rows = json.loads(r.stdout)
     assert not [x for x in rows if x["status"] == "fail"]
     flagged = {(x["spec"], x["metric"]): x["status"] for x in rows if x["status"] in ("erratum", "variant")}
-    assert flagged[("specs/resnet.yaml:resnet34", "macs")] == "erratum"
+    assert flagged[("specs/resnet.yaml:resnet34", "macs")] == "variant"  # the option-A network (#12)
     assert flagged[("specs/lenet5.yaml", "params")] == "variant"
     assert flagged[("specs/alexnet.yaml", "neurons")] == "variant"
     assert len([x for x in rows if x["status"] == "pass"]) >= 100
