@@ -103,10 +103,48 @@ def test_schedules():
     args = mod.parse_args(["--schedule", "plateau", "--patience", "1"])
     s = mod.LRSchedule(args, 10, 100)
     for loss in (1.0, 0.9, 0.95, 0.95):  # two epochs without improvement > patience 1: ÷10
-        s.epoch_end(loss)
+        s.epoch_end({"val_loss": loss, "train_top1": 0.0})
     assert s.factor(50) == pytest.approx(0.1)
-    s.epoch_end(0.5)
-    assert s.factor(60) == pytest.approx(0.1) and s.state_dict() == {"plateau": pytest.approx(0.1), "best": 0.5, "bad": 0}
+    s.epoch_end({"val_loss": 0.5, "train_top1": 0.0})
+    assert s.factor(60) == pytest.approx(0.1) and \
+        s.state_dict() == {"plateau": pytest.approx(0.1), "best": 0.5, "bad": 0, "decays": 1}
+    # NIN (§4.1): on the training accuracy (higher is better), at most twice
+    args = mod.parse_args(["--schedule", "plateau", "--patience", "0", "--monitor", "train_top1",
+                           "--max-decays", "2"])
+    s = mod.LRSchedule(args, 10, 100)
+    lrs = []
+    for acc in (50.0, 60.0, 60.0, 70.0, 65.0, 70.0, 69.0, 68.0):
+        s.epoch_end({"val_loss": 1.0, "train_top1": acc})
+        lrs.append(s.factor(0))
+    assert lrs == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01])
+    assert s.state_dict()["decays"] == 2
+    s.load_state_dict({"plateau": 0.1, "best": 1.0, "bad": 0})  # a checkpoint written before max_decays
+    assert s.decays == 0
+
+
+def test_nin_recipe_decays_twice_on_the_training_accuracy(tmp_path):
+    """Issue #12: NIN's §4.1 lowers the rate by 10 when the training accuracy stops improving,
+    twice; the authors' solver runs 120,000 iterations of 128. A real run follows the rule: the lr
+    of each epoch's row is the plateau's, decided on the previous rows' train_top1."""
+    nin = load_script(GENERATED / "train_nin_cifar10.py").RECIPE
+    assert (nin["schedule"], nin["monitor"], nin["max_decays"], nin["gamma"]) == ("plateau", "train_top1", 2, 0.1)
+    assert (nin["iterations"], nin["batch_size"]) == (120000, 128)
+    # a frozen network (lr 1e-12) on random images: its training accuracy wanders, so the rule decides
+    # (patience 0: a decay after any epoch that does not improve on the best, at most once)
+    mod = load_script(LENET)
+    mod.main(["--data", "synthetic", "--synthetic-size", "64", "--batch-size", "16", "--lr", "1e-12",
+              "--epochs", "4", "--schedule", "plateau", "--monitor", "train_top1", "--patience", "0",
+              "--max-decays", "1", "--out-dir", str(tmp_path / "run")])
+    rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    best, lr, want = -1.0, 1e-12, []
+    for r in rows:
+        want.append(lr)
+        if r["train_top1"] > best * (1 + 1e-4):
+            best = r["train_top1"]
+        elif lr == 1e-12:
+            lr = 1e-13
+    assert [r["lr"] for r in rows] == pytest.approx(want, rel=1e-9)
+    assert want[-1] == 1e-13  # it did decay (seeded: epoch 2 scores below epoch 1)
 
 
 def test_recipes_are_inherited_and_set_per_column():

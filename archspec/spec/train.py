@@ -40,6 +40,12 @@ class Schedule(_Model):
         description="piecewise: [[span, lr], ...] — lr for the next span epochs (iterations); the "
                     "last value holds to the end. Scaled by --lr / train.lr when --lr is given")
     patience: int = Field(5, ge=0, description="plateau: epochs without improvement before a decay")
+    monitor: Literal["val_loss", "train_top1"] = Field(
+        "val_loss", description="plateau: what must stop improving — the validation loss, or the "
+                                "training top-1 accuracy (NIN, §4.1: 'when the accuracy on the "
+                                "training set stops improving')")
+    max_decays: Optional[int] = Field(None, ge=0, description="plateau: decay at most this many times "
+                                                              "(NIN: twice); none: no limit")
     min_lr: float = Field(0.0, ge=0, description="cosine: final lr; plateau: floor")
 
     @model_validator(mode="after")
