@@ -149,8 +149,8 @@ class WindowPartition(nn.Module):
 
 
 class WindowDepartition(nn.Module):
-    """Put N×G×(p·p)×C windows back together into an N×C×(gh·p)×(gw·p) map, G = gh·gw: the inverse of
-    WindowPartition (torchvision's MaxViT)."""
+    """Put N×G×(p·p)×C windows back together into an N×C×(gh·p)×(gw·p) map, G = gh·gw: the
+    inverse of WindowPartition (torchvision's MaxViT)."""
 
     def forward(self, x: Tensor, p: int, h_partitions: int, w_partitions: int) -> Tensor:
         B, G, PP, C = x.shape
