@@ -59,6 +59,7 @@ def test_partition_and_departition_are_torchvision_s_on_a_map_that_is_not_square
     assert torch.equal(windows, tv_maxvit.WindowPartition()(x, 3))
     assert torch.equal(model(x), tv_maxvit.WindowDepartition()(windows, 3, 2, 3))
     assert torch.equal(model(x), x)  # the inverse
+    assert _macs(tv_maxvit.WindowPartition(), x[:1], 3) == _macs(model, x[:1]) == 0  # reshapes only
 
 
 def test_departition_infers_a_square_grid_and_the_window_size():
