@@ -126,6 +126,29 @@ class SymFloat(_Named, float):
     def _plain(self) -> float:
         return float(self)
 
+    def __mul__(self, other: Any) -> Any:
+        return _float_product(self, other)
+
+    def __rmul__(self, other: Any) -> Any:
+        return _float_product(other, self)
+
+
+def _float_product(a: Any, b: Any) -> Any:
+    """``a * b`` where one factor is a float parameter: a ``SymFloat`` that keeps the product's text,
+    so that ``int(out * squeeze_ratio)`` stays a call over the block's parameters (MaxViT's MBConv)."""
+    if isinstance(a, bool) or isinstance(b, bool) or not all(isinstance(v, (int, float)) for v in (a, b)):
+        return NotImplemented
+    value = float(a) * float(b)
+
+    def text(v: Any) -> str:
+        if isinstance(v, Sym):
+            return v.expr if v.prec >= _MUL and v.op in ("", "*") else f"({v.expr})"
+        if isinstance(v, SymFloat):
+            return v.expr if v.expr.isidentifier() else f"({v.expr})"
+        return repr(v)
+
+    return SymFloat(value, f"{text(a)} * {text(b)}")
+
 
 class SymPair(_Named, tuple):
     """A ``pair`` block parameter given as ``[a, b]`` (a 1×7 kernel) that generated code writes by
