@@ -86,6 +86,7 @@ def test_vit_table_1():
                           graph.node(msa[0].name).attrs.heads, st.params)
     assert rows == {"vit_b_16": (12, 768, 3072, 12, 86_567_656),
                     "vit_l_16": (24, 1024, 4096, 16, 304_326_632),
+                    "vit_l_32": (24, 1024, 4096, 16, 306_535_400),
                     "vit_h_14": (32, 1280, 5120, 16, 632_045_800)}
     # the paper's file and torchvision's builder are the same network under different names
     [(_, _, tv)] = compile_spec("specs/torchvision/vit_b_16.yaml")
@@ -99,6 +100,7 @@ def test_check_lists_table_1_errata():
     rows = {(x["spec"], x["metric"]): x["status"] for x in json.loads(r.stdout)}
     assert rows == {("specs/vit.yaml:ViT-B/16", "params"): "variant",  # no head: 85.80M (#12)
                     ("specs/vit.yaml:ViT-L/16", "params"): "erratum",
+                    ("specs/vit.yaml:ViT-L/32", "params"): "pass",
                     ("specs/vit.yaml:ViT-H/14", "params"): "pass"}
 
 
