@@ -10,7 +10,7 @@ learnable):
     output       1000
     params       306,535,400 (306.54 M)
     MACs         15,377,539,072 (15.38 G; multiply-accumulates per image)
-    activations  17,609,704 elements per image
+    activations  25,033,704 elements per image
 """
 
 from __future__ import annotations
@@ -24,20 +24,24 @@ __all__ = ["EncoderLayer", "ViTL32", "build"]
 class EncoderLayer(nn.Module):
     """One Transformer encoder layer (Eq. 2-3): z' = MSA(LN(z)) + z, then MLP(LN(z')) + z'."""
 
-    def __init__(self, in_channels: int, heads: int, mlp_size: int) -> None:
+    def __init__(self, in_channels: int, heads: int, mlp_size: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(in_channels, eps=1e-06)
         self.msa = nn.MultiheadAttention(in_channels, heads, batch_first=True)
+        self.drop = nn.Dropout(p=dropout)
         self.ln2 = nn.LayerNorm(in_channels, eps=1e-06)
         self.mlp = nn.Sequential(
             nn.Linear(in_channels, mlp_size),
             nn.GELU(),
+            nn.Dropout(p=dropout),
             nn.Linear(mlp_size, in_channels),
+            nn.Dropout(p=dropout),
         )
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.ln1(x)
         out = self.msa(out, out, out, need_weights=False)[0]
+        out = self.drop(out)
         out = out + x
         ln2 = self.ln2(out)
         ln2 = self.mlp(ln2)
@@ -54,7 +58,10 @@ class ViTL32(nn.Module):
         self.embedding = nn.Conv2d(3, 1024, kernel_size=32, stride=32)
         self.class_token = nn.Parameter(torch.zeros(1, 1, 1024))
         self.pos_embedding = nn.Parameter(torch.empty(1, 50, 1024).normal_(std=0.02))
-        self.encoder = nn.Sequential(*(EncoderLayer(1024, 16, 4096) for _ in range(24)))
+        self.dropout = nn.Dropout(p=0.1)
+        self.encoder = nn.Sequential(
+            *(EncoderLayer(1024, 16, 4096, dropout=0.1) for _ in range(24)),
+        )
         self.ln = nn.LayerNorm(1024, eps=1e-06)
         self.head = nn.Linear(1024, num_classes)
 
@@ -63,6 +70,7 @@ class ViTL32(nn.Module):
         x = x.flatten(2).transpose(1, 2)
         x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)
         x = x + self.pos_embedding
+        x = self.dropout(x)
         x = self.encoder(x)
         x = self.ln(x)
         x = x[:, 0]
