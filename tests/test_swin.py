@@ -210,7 +210,7 @@ def _load(stem: str):
     return mod
 
 
-@pytest.mark.parametrize("stem", ["swin_t", "swin_s", "swin_b"])
+@pytest.mark.parametrize("stem", ["swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b"])
 def test_generated_builder_has_torchvision_s_shifts_and_depth_rates(stem):
     """Shift [0, 0] on even blocks and window // 2 on odd ones, stochastic depth rising linearly over
     all blocks: every block's attributes are torchvision's (on the meta device: no weights)."""
