@@ -116,27 +116,24 @@ class ShiftedWindowAttention(nn.Module):
             x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
         # partition into windows of P = wh·ww tokens
         num_windows = (pad_h // wh) * (pad_w // ww)
+        p = wh * ww
         x = x.view(B, pad_h // wh, wh, pad_w // ww, ww, C)
-        x = x.permute(0, 1, 3, 2, 4, 5).reshape(B * num_windows, wh * ww, C)
+        x = x.permute(0, 1, 3, 2, 4, 5).reshape(B * num_windows, p, C)
         # multi-head self-attention in every window
         qkv = self.qkv(x)
-        qkv = qkv.reshape(x.size(0), x.size(1), 3, self.num_heads, C // self.num_heads).permute(
-            2, 0, 3, 1, 4
-        )
+        qkv = qkv.reshape(B * num_windows, p, 3, self.num_heads, C // self.num_heads)
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # 3, windows, heads, P, C / heads
         q, k, v = qkv[0], qkv[1], qkv[2]
         q = q * (C // self.num_heads) ** -0.5
         attn = q.matmul(k.transpose(-2, -1))
         attn = attn + self.relative_position_bias()
         if sum(shift) > 0:
             mask = self.attention_mask(pad_h, pad_w, shift, x)
-            attn = attn.view(
-                x.size(0) // num_windows, num_windows, self.num_heads, x.size(1), x.size(1)
-            )
-            attn = attn + mask.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, self.num_heads, x.size(1), x.size(1))
+            attn = attn.view(B, num_windows, self.num_heads, p, p) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, self.num_heads, p, p)
         attn = nn.functional.softmax(attn, dim=-1)
         attn = nn.functional.dropout(attn, p=self.attention_dropout, training=self.training)
-        x = attn.matmul(v).transpose(1, 2).reshape(x.size(0), x.size(1), C)
+        x = attn.matmul(v).transpose(1, 2).reshape(B * num_windows, p, C)
         x = self.proj(x)
         x = nn.functional.dropout(x, p=self.dropout, training=self.training)
         # merge the windows, undo the shift and the padding

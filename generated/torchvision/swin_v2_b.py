@@ -66,7 +66,7 @@ class ShiftedWindowAttentionV2(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
         wh, ww = self.window_size
-        # the relative coordinates (dh, dw) of the window, scaled to [-8, 8] and log-spaced (Eq. 4)
+        # the relative coordinates (dh, dw) of the window, scaled to [-8, 8] and log-spaced (§3.3)
         relative_h = torch.arange(-(wh - 1), wh, dtype=torch.float32)
         relative_w = torch.arange(-(ww - 1), ww, dtype=torch.float32)
         table = torch.stack(torch.meshgrid([relative_h, relative_w], indexing="ij"))
@@ -85,9 +85,9 @@ class ShiftedWindowAttentionV2(nn.Module):
         self.logit_scale = nn.Parameter(torch.log(10 * torch.ones((num_heads, 1, 1))))
         # the MLP that maps a relative position to one bias per head
         self.cpb_mlp = nn.Sequential(
-            nn.Linear(2, 512, bias=True), nn.ReLU(inplace=True), nn.Linear(
-                512, num_heads, bias=False
-            )
+            nn.Linear(2, 512, bias=True),
+            nn.ReLU(inplace=True),
+            nn.Linear(512, num_heads, bias=False),
         )
         if qkv_bias:
             length = self.qkv.bias.numel() // 3
@@ -131,8 +131,9 @@ class ShiftedWindowAttentionV2(nn.Module):
             x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
         # partition into windows of P = wh·ww tokens
         num_windows = (pad_h // wh) * (pad_w // ww)
+        p = wh * ww
         x = x.view(B, pad_h // wh, wh, pad_w // ww, ww, C)
-        x = x.permute(0, 1, 3, 2, 4, 5).reshape(B * num_windows, wh * ww, C)
+        x = x.permute(0, 1, 3, 2, 4, 5).reshape(B * num_windows, p, C)
         # multi-head self-attention in every window
         qkv_bias = self.qkv.bias
         if qkv_bias is not None:  # the key has no bias
@@ -140,27 +141,23 @@ class ShiftedWindowAttentionV2(nn.Module):
             length = qkv_bias.numel() // 3
             qkv_bias[length : 2 * length].zero_()
         qkv = nn.functional.linear(x, self.qkv.weight, qkv_bias)
-        qkv = qkv.reshape(x.size(0), x.size(1), 3, self.num_heads, C // self.num_heads).permute(
-            2, 0, 3, 1, 4
-        )
+        qkv = qkv.reshape(B * num_windows, p, 3, self.num_heads, C // self.num_heads)
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # 3, windows, heads, P, C / heads
         q, k, v = qkv[0], qkv[1], qkv[2]
         # cosine attention, scaled per head by exp(logit_scale), at most 100 (log 100 = 4.6051...)
-        attn = nn.functional.normalize(q, dim=-1) @ nn.functional.normalize(k, dim=-1).transpose(
-            -2, -1
-        )
+        q = nn.functional.normalize(q, dim=-1)
+        k = nn.functional.normalize(k, dim=-1)
+        attn = q @ k.transpose(-2, -1)
         logit_scale = torch.clamp(self.logit_scale, max=4.605170185988092).exp()
         attn = attn * logit_scale
         attn = attn + self.relative_position_bias()
         if sum(shift) > 0:
             mask = self.attention_mask(pad_h, pad_w, shift, x)
-            attn = attn.view(
-                x.size(0) // num_windows, num_windows, self.num_heads, x.size(1), x.size(1)
-            )
-            attn = attn + mask.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, self.num_heads, x.size(1), x.size(1))
+            attn = attn.view(B, num_windows, self.num_heads, p, p) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, self.num_heads, p, p)
         attn = nn.functional.softmax(attn, dim=-1)
         attn = nn.functional.dropout(attn, p=self.attention_dropout, training=self.training)
-        x = attn.matmul(v).transpose(1, 2).reshape(x.size(0), x.size(1), C)
+        x = attn.matmul(v).transpose(1, 2).reshape(B * num_windows, p, C)
         x = self.proj(x)
         x = nn.functional.dropout(x, p=self.dropout, training=self.training)
         # merge the windows, undo the shift and the padding
@@ -223,7 +220,7 @@ def space_to_depth(x: Tensor) -> Tensor:
 
 
 class SwinTransformerBlockV2(nn.Module):
-    """Swin V2 block (§3.1, res-post-norm): x + LN(W-MSA or SW-MSA(x)), then x + LN(MLP(x)), each
+    """Swin V2 block (§3.2, res-post-norm): x + LN(W-MSA or SW-MSA(x)), then x + LN(MLP(x)), each
     branch with stochastic depth."""
 
     def __init__(
