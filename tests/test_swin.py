@@ -231,3 +231,24 @@ def test_generated_builder_has_torchvision_s_shifts_and_depth_rates(stem):
     assert blocks == sum(1 for m in ref.modules() if hasattr(m, "shift_size"))
     text = (ROOT / "generated" / "torchvision" / f"{stem}.py").read_text()
     _torch_only(text)
+
+
+@pytest.mark.parametrize("stem", ["swin_t", "swin_v2_t"])
+def test_init_is_torchvision_s(stem):
+    """init: as torchvision's __init__: every nn.Linear trunc_normal(std 0.02) with zero biases (the
+    MLP's xavier rule of SwinTransformerBlock is overwritten by SwinTransformer's loop, so its trace
+    is gone in both), the bias table trunc_normal(std 0.02), logit_scale log 10, LayerNorms 1 and 0,
+    the buffers equal; compared tensor by tensor (values drawn at random: by their statistics)."""
+    torch.manual_seed(0)
+    ours = _load(stem).build().state_dict()
+    theirs = torchvision.models.get_model(stem, weights=None).state_dict()
+    assert sorted(ours) == sorted(theirs)  # PatchMerging registers reduction before norm
+    for name, t in theirs.items():
+        o = ours[name]
+        assert o.shape == t.shape and o.dtype == t.dtype, name
+        if name.endswith(("relative_position_index", "relative_coords_table")) or t.numel() < 64 \
+                or t.std() == 0:
+            assert torch.equal(o, t), name  # buffers, constants (zeros, ones, log 10), small tensors
+        else:
+            assert abs(o.std() / t.std() - 1) < 0.1 and abs(o.mean() - t.mean()) < 0.01, name
+            assert o.abs().max() <= 2.0 + 1e-6, name  # trunc_normal's bounds
