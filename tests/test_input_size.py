@@ -55,6 +55,7 @@ def net_of(ref: str):
     ("specs/resnet34_a.yaml", (1, None)),          # blocks read in.c; a global pool
     ("specs/densenet40_k12.yaml", (4, None)),      # dense: blocks
     ("specs/torchvision/googlenet.yaml", (31, None)),
+    ("specs/torchvision/swin_t.yaml", (4, None)),   # channels-last maps: the replay keeps the layout
 ])
 def test_bounds_equal_the_search_over_whole_lowerings(ref, want):
     net = net_of(ref)

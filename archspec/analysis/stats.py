@@ -5,7 +5,9 @@ Conventions (the same everywhere archspec prints a number):
 * ``params``: learnable parameters (``sum(p.numel())`` in PyTorch); BN running statistics are
   buffers and do not count. ``weights``: the same without biases (and without BN shifts).
 * ``macs``: multiply-accumulates of conv / linear / matmul for one image — what the ResNet paper
-  calls FLOPs; ``torch.utils.flop_counter.FlopCounterMode`` reports twice this.
+  calls FLOPs; ``torch.utils.flop_counter.FlopCounterMode`` reports twice this at batch 1.
+  ``shared_macs`` is the part of ``macs`` paid once per forward pass whatever the batch size (Swin
+  V2's position-bias MLP): at batch B, FlopCounterMode reports 2·(B·(macs − shared_macs) + shared_macs).
 * ``activations``: elements of every node's output for one image, the input included; an
   identity (an empty block, a skipped layer) aliases its input and counts nothing.
 * ``neurons``: output elements of the layers with weights (conv, linear) — AlexNet's "650,000 neurons".
@@ -39,6 +41,7 @@ class LayerStats:
     rf: tuple[int, int]
     jump: tuple[int, int]
     aux: str | None = None  # the training-time output this layer belongs to
+    shared_macs: int = 0  # the part of macs paid once per forward pass, whatever the batch
 
 
 @dataclass
@@ -71,6 +74,8 @@ class NetStats:
     macs_with_aux: int = 0
     activations_with_aux: int = 0
     aux: list[AuxStats] = field(default_factory=list)
+    shared_macs: int = 0
+    shared_macs_with_aux: int = 0
 
     def metric(self, key: str):
         return getattr(self, key)
@@ -103,7 +108,8 @@ def analyse(graph: Graph, ref: str = "") -> NetStats:
         rf[node.id] = (r_out, j_out)  # type: ignore[assignment]
         acts = 0 if "alias" in opdef.tags else numel(node.shape)
         layers.append(LayerStats(node.id, node.op, node.shape, counts.params, counts.weights,
-                                 counts.macs, acts, r_out, j_out, owner.get(node.id)))  # type: ignore[arg-type]
+                                 counts.macs, acts, r_out, j_out, owner.get(node.id),  # type: ignore[arg-type]
+                                 counts.shared_macs))
     main = [ls for ls in layers if ls.aux is None]
     neurons = sum(ls.activations for ls in main if "weighted" in REGISTRY[ls.op].tags)
     aux = []
@@ -118,7 +124,8 @@ def analyse(graph: Graph, ref: str = "") -> NetStats:
         neurons=neurons, rf=rf[graph.output][0], layers=layers,
         params_with_aux=sum(ls.params for ls in layers), weights_with_aux=sum(ls.weights for ls in layers),
         macs_with_aux=sum(ls.macs for ls in layers), activations_with_aux=sum(ls.activations for ls in layers),
-        aux=aux)
+        aux=aux, shared_macs=sum(ls.shared_macs for ls in main),
+        shared_macs_with_aux=sum(ls.shared_macs for ls in layers))
 
 
 def module_totals(graph: Graph, stats: NetStats, path: str) -> dict[str, object] | None:

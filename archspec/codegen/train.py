@@ -213,7 +213,7 @@ class _Replay:
             else:
                 attrs, ins = n.attrs, [shapes[x] for x in n.inputs]
                 try:
-                    shape = tuple(op.infer(attrs, ins))
+                    shape = op.infer(attrs, ins)  # a ChannelsLast shape stays one
                 except OpError:
                     return None
             shapes[n.id] = shape

@@ -92,11 +92,15 @@ class Attrs(BaseModel):
 @dataclass(frozen=True)
 class Counts:
     """What one node costs. ``weights`` are the parameters without biases (the seed notes' VGG table
-    counts those); ``macs`` are multiply-accumulates of conv/linear/matmul for one image."""
+    counts those); ``macs`` are multiply-accumulates of conv/linear/matmul for one image (a forward
+    pass at batch 1). ``shared_macs`` is the part of ``macs`` that a forward pass pays once whatever
+    the batch size (Swin V2's position-bias MLP, which reads no image): at batch B a forward pass
+    costs B·(macs − shared_macs) + shared_macs."""
 
     params: int = 0
     weights: int = 0
     macs: int = 0
+    shared_macs: int = 0
 
 
 ZERO = Counts()
