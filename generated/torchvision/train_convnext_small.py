@@ -40,8 +40,8 @@ NETWORK = "convnext_small"
 INPUT_SHAPE = (3, 224, 224)
 # The square inputs the model takes (the spec's shape rules, worked out when this file was
 # generated): --input-size stays within them; None: no limit.
-MIN_INPUT_SIZE = 224
-MAX_INPUT_SIZE = 224
+MIN_INPUT_SIZE = 32
+MAX_INPUT_SIZE = None
 NUM_CLASSES = 1000
 RECIPE = {
     "data": "imagefolder:data/imagenet",

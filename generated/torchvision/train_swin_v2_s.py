@@ -68,6 +68,8 @@ RECIPE = {
     "gamma": 0.1,
     "piecewise": [],
     "patience": 5,
+    "monitor": "val_loss",
+    "max_decays": None,
     "min_lr": 1e-05,
     "crop": "random_resized",
     "resize": None,
@@ -240,6 +242,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument(
         "--patience", type=natural, default=r["patience"], help="plateau: epochs before a decay"
     )
+    g.add_argument("--monitor", choices=("val_loss", "train_top1"), default=r["monitor"],
+                   help="plateau: what must stop improving")
+    g.add_argument("--max-decays", type=natural, default=r["max_decays"],
+                   help="plateau: decay at most this many times")
     g.add_argument("--min-lr", type=non_negative, default=r["min_lr"])
     g.add_argument(
         "--warmup-epochs",
@@ -804,7 +810,7 @@ class LRSchedule:
 
     def __init__(self, args, steps_per_epoch: int, total_steps: int):
         self.a, self.spe, self.total = args, steps_per_epoch, total_steps
-        self.plateau, self.best, self.bad = 1.0, math.inf, 0
+        self.plateau, self.best, self.bad, self.decays = 1.0, math.inf, 0, 0
 
     def factor(self, step: int) -> float:
         a = self.a
@@ -835,22 +841,28 @@ class LRSchedule:
             f = 1.0
         return warm * f
 
-    def epoch_end(self, val_loss: float) -> None:
-        if self.a.schedule != "plateau":
+    def epoch_end(self, row: dict) -> None:
+        """After an epoch: a plateau decays when --monitor has not improved for --patience epochs
+        (a loss must fall, an accuracy rise), at most --max-decays times."""
+        a = self.a
+        if a.schedule != "plateau":
             return
-        if val_loss < self.best * (1 - 1e-4):
-            self.best, self.bad = val_loss, 0
+        value = row[a.monitor] if a.monitor == "val_loss" else -row[a.monitor]  # lower is better
+        if self.best == math.inf or value < self.best - 1e-4 * abs(self.best):
+            self.best, self.bad = value, 0
         else:
             self.bad += 1
-            if self.bad > self.a.patience:
-                self.plateau *= self.a.gamma
+            if self.bad > a.patience and (a.max_decays is None or self.decays < a.max_decays):
+                self.plateau *= a.gamma
                 self.bad = 0
+                self.decays += 1
 
     def state_dict(self) -> dict:
-        return {"plateau": self.plateau, "best": self.best, "bad": self.bad}
+        return {"plateau": self.plateau, "best": self.best, "bad": self.bad, "decays": self.decays}
 
     def load_state_dict(self, s: dict) -> None:
         self.plateau, self.best, self.bad = s["plateau"], s["best"], s["bad"]
+        self.decays = s.get("decays", 0)
 
 
 # ----------------------------------------------------------------------------------- runtime
@@ -1215,7 +1227,7 @@ def fit(args, rt: Runtime, module, shape, resume: dict | None = None) -> dict:
             "epoch_s": elapsed,
             "peak_memory_mb": rt.peak_memory_mb(),
         }
-        sched.epoch_end(row["val_loss"])
+        sched.epoch_end(row)
         checkpoint(epoch + 1, 0)
         if rt.main:
             with open(metrics_file, "a", encoding="utf-8") as f:
