@@ -202,3 +202,22 @@ def test_the_committed_page_is_what_the_zoo_gives():
     flagged = {(x["metric"], x["note"]) for x in rows if x["status"] in ("erratum", "variant")}
     for metric, note in flagged:  # every erratum and variant of the zoo, with its evidence
         assert f"| {metric} |" in text and note.replace("|", "\\|") in text, (metric, note)
+
+
+def test_the_resnet34_example_of_the_docs(tmp_path, monkeypatch):
+    """docs/spec.md §8's example: resnet34_c.yaml calling Table 1's 3.6×10⁹ an erratum (as it did
+    before issue #12's fix) while resnet.yaml keeps it as a variant prints exactly the documented error."""
+    import shutil
+    (tmp_path / "specs" / "blocks").mkdir(parents=True)
+    for f in ("resnet.yaml", "resnet34_c.yaml", "blocks/resnet.yaml"):
+        shutil.copy(ROOT / "specs" / f, tmp_path / "specs" / f)
+    c = tmp_path / "specs" / "resnet34_c.yaml"
+    text = c.read_text()
+    assert text.count("    variant: ") == 1
+    c.write_text(text.replace("    variant: ", "    erratum: "))
+    doc = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
+    expected = re.search(r"```\n(specs/resnet34_c\.yaml:.*?)```", doc, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    r = cli("check", "specs/resnet.yaml", "specs/resnet34_c.yaml")
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr == expected
