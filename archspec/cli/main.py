@@ -249,8 +249,8 @@ def check(
     errata_page: Optional[str] = typer.Option(
         None, "--errata-page", metavar="FILE",
         help="also write FILE: every erratum and variant of the specs checked, grouped by paper (docs/errata.md)"),
-    check_page: bool = typer.Option(False, "--check-page",
-                                    help="with --errata-page: write nothing; exit 1 if FILE is not what the specs give"),
+    check_page: bool = typer.Option(
+        False, "--check-page", help="with --errata-page: write nothing; exit 1 if FILE is not what the specs give"),
     allow_path: Optional[list[str]] = ALLOW_PATH,
     max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES,
 ) -> None:
@@ -314,8 +314,8 @@ def _errata_page(rows: list, path: str, check_only: bool) -> bool:
         raise typer.BadParameter(f"--errata-page: cannot read {path!r}: {e.strerror}") from None
     if check_only:
         if old != text:
-            print(f"stale: {path} differs from what the specs give; run `{PAGE_COMMAND.replace('docs/errata.md', path)}`",
-                  file=sys.stderr)
+            command = PAGE_COMMAND.replace("docs/errata.md", path)
+            print(f"stale: {path} differs from what the specs give; run `{command}`", file=sys.stderr)
             return True
         print(f"{path} is up to date", file=sys.stderr)
         return False
