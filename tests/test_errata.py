@@ -137,7 +137,7 @@ def test_entries_about_different_numbers_never_contradict(tmp_path, other):
 
 
 def test_a_plain_mismatch_is_a_mismatch_not_a_contradiction(tmp_path):
-    a = spec(tmp_path, "a.yaml", ERRATUM.replace("0.2K", "170").replace("derived: 162", "derived: 162"))
+    a = spec(tmp_path, "a.yaml", ERRATUM.replace("0.2K", "170"))
     b = spec(tmp_path, "b.yaml", "expect:\n  params: 170\n")
     r = cli("check", a, b)
     assert r.exit_code == 1
