@@ -25,7 +25,7 @@ demo: pyc
 	$(BIN)/archspec build specs/resnet152.yaml
 
 test: pyc
-	$(BIN)/archspec check > /dev/null
+	$(BIN)/archspec check --errata-page docs/errata.md --check-page > /dev/null
 	$(BIN)/python -m pytest
 
 # the heavier checks (README): make test, the tests marked heavy, then the compiler contract on
@@ -44,8 +44,10 @@ N ?= 1000
 fuzz-hostile: pyc
 	$(BIN)/python benchmarks/fuzz_hostile.py --n $(N) --jobs 2
 
-# docs/zoo.md: the whole zoo in one table (regenerate after changing specs/)
+# docs/zoo.md: the whole zoo in one table, and docs/errata.md: every erratum and variant of the zoo
+# with its evidence, grouped by paper (regenerate both after changing specs/)
 zoo-doc: $(STAMP)
+	$(BIN)/archspec check --errata-page docs/errata.md > /dev/null
 	{ echo "# The zoo"; echo; \
 	  echo "Every network in specs/, from \`archspec stats --format markdown\` (regenerate with \`make zoo-doc\`)."; \
 	  echo "MACs are multiply-accumulates of conv/linear layers and attention matmuls per image (the ResNet paper's FLOPs); params are learnable parameters of the inference network (a \`+aux\` row adds the training-time auxiliary heads)."; \

@@ -9,7 +9,7 @@ and fails only if ``derived`` no longer matches — a tolerance is never widened
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,6 +24,10 @@ from ..spec.model import METRICS, ExpectEntry
 from ..spec.yamlio import LocDict
 
 __all__ = ["Row", "check_network", "parse_printed", "Printed"]
+
+#: the fields of a row that ``check --format json`` prints (the others locate it, for
+#: archspec.check.errata: the consistency check and docs/errata.md)
+_PUBLIC = ("spec", "metric", "paper", "archspec", "delta_pct", "source", "status", "note")
 
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "B": 10**9, "T": 10**12}
 _NUM = re.compile(r"^~?\s*(?P<mant>\d[\d_,]*(?:\.\d+)?)(?:[eE](?P<exp>[+-]?\d+))?\s*(?P<suf>[KMGBT]?)$")
@@ -88,9 +92,18 @@ class Row:
     source: str
     status: str  # pass | fail | erratum | variant
     note: str = ""
+    # where the entry is and what it claims (not printed by --format json):
+    kind: str = field(default="", repr=False)  # erratum | variant as the spec declares it, "" for neither
+    evidence: str = field(default="", repr=False)  # the erratum:/variant: text, whitespace folded
+    mark: Mark | None = field(default=None, repr=False)  # the entry's position
+    path: tuple = field(default=(), repr=False)  # its key path (expect.macs, expect.layers.conv1.params)
+    value: Any = field(default=None, repr=False)  # the printed value: a Decimal, or a shape tuple
+    network: str = field(default="", repr=False)  # the spec's name:
+    column: str | None = field(default=None, repr=False)  # the table column the spec reads, if any
+    doc: Any = field(default=None, repr=False)  # the spec document (its paper: and title:)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: self.__dict__[k] for k in _PUBLIC}
 
 
 def _entry(value: Any, mark: Mark | None, path: tuple, raw_text: str | None) -> tuple[ExpectEntry, str | None]:
@@ -115,12 +128,15 @@ def _compare(spec: str, metric: str, label: str, entry: ExpectEntry, raw_text: s
     source = entry.source or default_source
     flagged = entry.erratum or entry.variant
     status_flag = "erratum" if entry.erratum else "variant"
+    where = dict(kind=status_flag if flagged else "", evidence=" ".join(str(flagged or "").split()), mark=mark,
+                 path=tuple(path))
     if metric == "output":
         if not isinstance(entry.value, list) or not all(isinstance(v, int) for v in entry.value):
             raise SpecError("output: takes a shape such as [1000] or [256, 28, 28]", mark=mark, path=path,
                             code="bad_expect")
         ok = tuple(entry.value) == tuple(actual)
-        row = Row(spec, label, _display(entry.value), _display(actual), None, source, "pass" if ok else "fail")
+        row = Row(spec, label, _display(entry.value), _display(actual), None, source, "pass" if ok else "fail",
+                  value=tuple(entry.value), **where)
         if flagged:
             ok = entry.derived is not None and tuple(entry.derived) == tuple(actual)
             row.status = status_flag if ok else "fail"
@@ -137,7 +153,7 @@ def _compare(spec: str, metric: str, label: str, entry: ExpectEntry, raw_text: s
     delta = float((Decimal(actual) - printed.value) / printed.value * 100) if printed.value else None
     tol_txt = "exact" if printed.tol == 0 else f"±{human(float(printed.tol))}"
     row = Row(spec, label, f"{printed.text} ({tol_txt})", _display(actual), delta, source,
-              "pass" if printed.matches(actual) else "fail")
+              "pass" if printed.matches(actual) else "fail", value=printed.value, **where)
     if flagged:
         if entry.derived is None:
             raise SpecError(f"an {status_flag} entry states derived: (the count archspec gives)", mark=mark,
@@ -205,4 +221,6 @@ def check_network(net: Network, graph: Graph, stats: NetStats) -> list[Row]:
             src = lval.get("source") if isinstance(lval.get("source"), str) else default_source
             rows.append(_compare(net.ref, key, f"{lname}.{key}", entry, rt, totals[key], src, vmark,
                                  ("expect", "layers", lname, key)))
+    for r in rows:
+        r.network, r.column, r.doc = net.name, net.column, net.doc
     return rows

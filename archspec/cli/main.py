@@ -246,14 +246,24 @@ def _emit_table(header: list[str], rows: list[list[str]], fmt: Format, title: st
 def check(
     specs: Optional[list[str]] = typer.Argument(None, help="spec files, FILE:COLUMN, or folders (default: specs/)"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
+    errata_page: Optional[str] = typer.Option(
+        None, "--errata-page", metavar="FILE",
+        help="also write FILE: every erratum and variant of the specs checked, grouped by paper (docs/errata.md)"),
+    check_page: bool = typer.Option(
+        False, "--check-page", help="with --errata-page: write nothing; exit 1 if FILE is not what the specs give"),
     allow_path: Optional[list[str]] = ALLOW_PATH,
     max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES,
 ) -> None:
     """Compare every expect: entry with the analysis; exit 1 on any mismatch.
 
     Errata and variants (printed numbers that no reading of the architecture gives, kept as
-    printed with the derived count and the reason) are listed apart from passes and failures."""
+    printed with the derived count and the reason) are listed apart from passes and failures.
+    Two entries about the same printed number (same paper, network, metric, value) must agree on
+    whether the paper is wrong: a contradiction is an error naming both places."""
     from ..check import check_network
+    from ..check.errata import check_consistency
+    if check_page and not errata_page:
+        raise typer.BadParameter("--check-page goes with --errata-page FILE")
     _allow(allow_path)
     _limits(max_nodes, max_edges)
 
@@ -261,6 +271,7 @@ def check(
         rows = []
         for net, g, st in _compile_all(specs):
             rows += check_network(net, g, st)
+        check_consistency(rows)
         return rows
 
     rows = _guard(run)
@@ -285,8 +296,39 @@ def check(
     n_flag = sum(r.status in ("erratum", "variant") for r in rows)
     if fmt is not Format.json:
         print(f"check: {n_pass} match, {n_fail} mismatch, {n_flag} errata/variants", file=sys.stderr)
-    if n_fail:
+    stale_page = errata_page is not None and _errata_page(rows, errata_page, check_page)
+    if n_fail or stale_page:
         raise typer.Exit(1)
+
+
+def _errata_page(rows: list, path: str, check_only: bool) -> bool:
+    """Write (or with ``check_only`` compare) the errata page; True when it is stale."""
+    from ..check.errata import PAGE_COMMAND, errata_page
+    text = errata_page(rows)
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            old: Optional[str] = f.read()
+    except (FileNotFoundError, UnicodeDecodeError):
+        old = None
+    except OSError as e:
+        raise typer.BadParameter(f"--errata-page: cannot read {path!r}: {e.strerror}") from None
+    if check_only:
+        if old != text:
+            command = PAGE_COMMAND.replace("docs/errata.md", path)
+            print(f"stale: {path} differs from what the specs give; run `{command}`", file=sys.stderr)
+            return True
+        print(f"{path} is up to date", file=sys.stderr)
+        return False
+    if old == text:
+        print(f"unchanged {path}", file=sys.stderr)
+        return False
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    except OSError as e:
+        raise typer.BadParameter(f"--errata-page: cannot write {path!r}: {e.strerror}") from None
+    print(f"wrote {path}", file=sys.stderr)
+    return False
 
 
 # ------------------------------------------------------------------------------------ build
