@@ -13,17 +13,15 @@ compute; the generated file defines them itself (registry ``Helper``), importing
 from __future__ import annotations
 
 import math
-from typing import Annotated, Optional, Union
+from typing import Optional
 
 from pydantic import Field
 
-from .registry import (Attrs, ChannelsLast, Counts, Emit, Helper, OpDef, OpError, Shape, Window,
-                       is_channels_last, pair, register)
+from .registry import (Attrs, ChannelsLast, Counts, Emit, Helper, OpDef, OpError, Pos, PosPair, Shape,
+                       Window, is_channels_last, pair, register)
 
 __all__: list[str] = []  # the ops are reached through the registry
 
-Pos = Annotated[int, Field(gt=0)]
-PosPair = Union[Pos, tuple[Pos, Pos]]
 
 
 def _isqrt(n: int) -> int | None:

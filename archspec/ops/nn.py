@@ -14,6 +14,11 @@ from pydantic import Field
 from .registry import (
     ZERO,
     Attrs,
+    NonNeg,
+    NonNegPair,
+    Pos,
+    PosPair,
+    Prob,
     Counts,
     Emit,
     Helper,
@@ -33,11 +38,6 @@ from .registry import (
 
 __all__: list[str] = []  # the ops are reached through the registry
 
-Pos = Annotated[int, Field(gt=0)]
-NonNeg = Annotated[int, Field(ge=0)]
-PosPair = Union[Pos, tuple[Pos, Pos]]
-NonNegPair = Union[NonNeg, tuple[NonNeg, NonNeg]]
-Prob = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 def _kwargs(pos: list[str], kw: dict[str, object], defaults: dict[str, object]) -> str:

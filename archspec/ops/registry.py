@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Annotated, Any, Callable, Sequence, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Shape",
@@ -34,6 +34,11 @@ __all__ = [
     "Emit",
     "OpDef",
     "Attrs",
+    "Pos",
+    "NonNeg",
+    "PosPair",
+    "NonNegPair",
+    "Prob",
     "REGISTRY",
     "register",
     "get_op",
@@ -41,6 +46,14 @@ __all__ = [
 ]
 
 Shape = tuple[int, ...]
+
+#: attribute types the ops share: a positive / non-negative int, a pair of them (``3`` or
+#: ``[1, 7]``), a probability below 1
+Pos = Annotated[int, Field(gt=0)]
+NonNeg = Annotated[int, Field(ge=0)]
+PosPair = Union[Pos, tuple[Pos, Pos]]
+NonNegPair = Union[NonNeg, tuple[NonNeg, NonNeg]]
+Prob = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class ChannelsLast(tuple):

@@ -18,20 +18,13 @@ torchvision's children, parameters and buffers, so that its state_dict loads str
 
 from __future__ import annotations
 
-from typing import Annotated, Union
-
 from pydantic import Field
 
-from .registry import (Attrs, ChannelsLast, Counts, Emit, Helper, OpDef, OpError, Shape, Window,
-                       is_channels_last, is_symbolic, pair, register)
+from .registry import (Attrs, ChannelsLast, Counts, Emit, Helper, NonNeg, NonNegPair, OpDef, OpError, Pos,
+                       PosPair, Prob, Shape, Window, is_channels_last, is_symbolic, pair, register)
 
 __all__: list[str] = []  # the ops are reached through the registry
 
-Pos = Annotated[int, Field(gt=0)]
-NonNeg = Annotated[int, Field(ge=0)]
-PosPair = Union[Pos, tuple[Pos, Pos]]
-NonNegPair = Union[NonNeg, tuple[NonNeg, NonNeg]]
-Prob = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 #: the hidden width of V2's continuous position bias MLP (torchvision's cpb_mlp: Linear(2, 512))
 CPB_HIDDEN = 512

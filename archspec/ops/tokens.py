@@ -12,14 +12,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .registry import (Attrs, Counts, Emit, Helper, OpDef, OpError, Shape, Window, is_channels_last, numel,
-                       register)
+from .registry import (Attrs, Counts, Emit, Helper, NonNeg, OpDef, OpError, Pos, Prob, Shape, Window,
+                       is_channels_last, numel, register)
 
 __all__: list[str] = []  # the ops are reached through the registry
 
-Pos = Annotated[int, Field(gt=0)]
-NonNeg = Annotated[int, Field(ge=0)]
-Prob = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class NoAttrs(Attrs):
