@@ -314,6 +314,9 @@ def test_a_conditional_repeat_inside_a_block_tests_its_condition_once(tmp_path):
     ("elu", "hint: archspec has no such op (see `archspec ops`)"),
     ("swish", "hint: archspec calls it 'silu'"),
     ("rleu", "hint: did you mean 'relu', 'relu6'?"),
+    ("drop_path", "hint: archspec calls it 'stochastic_depth'"),          # timm's name, the same op
+    ("window_attention", "hint: archspec calls it 'shifted_window_attention'"),
+    ("patch_merging", "hint: Swin's patch merging is a block of ops: space_to_depth, layernorm, linear"),
 ])
 def test_a_hint_never_offers_another_op_as_a_spelling_fix(tmp_path, word, hint):
     msg = _error(tmp_path, f"""

@@ -51,11 +51,14 @@ OTHER_NAMES = {"swish": "silu", "hswish": "hardswish", "hard_swish": "hardswish"
                "hard_sigmoid": "hardsigmoid", "batchnorm": "bn", "batch_norm": "bn", "batchnorm2d": "bn",
                "conv2d": "conv", "dense": "linear", "fc": "linear", "maxpool2d": "maxpool",
                "avgpool2d": "avgpool", "layer_norm": "layernorm", "ln": "layernorm", "cat": "concat",
-               "relu_6": "relu6", "globalavgpool": "global_avgpool"}
+               "relu_6": "relu6", "globalavgpool": "global_avgpool", "drop_path": "stochastic_depth",
+               "window_attention": "shifted_window_attention"}
+#: well-known layers that archspec writes as a block of its ops: where to find one
+AS_BLOCKS = {"patch_merging": "Swin's patch merging is a block of ops: space_to_depth, layernorm, linear "
+                              "(PatchMerging in specs/blocks/torchvision_swin.yaml)"}
 #: well-known ops that archspec does not have: no "did you mean" (relu for elu would be another network)
 NOT_OPS = frozenset("""elu selu celu prelu rrelu mish softplus softsign glu logsigmoid hardtanh tanhshrink
-softshrink hardshrink threshold channel_shuffle shuffle chunk split drop_path stochastic_depth layer_scale
-permute window_attention shifted_window_attention patch_merging groupnorm group_norm instancenorm
+softshrink hardshrink threshold shuffle chunk split groupnorm group_norm instancenorm
 instance_norm localnorm upsample interpolate pixel_shuffle""".split())
 #: what ``in.FIELD`` is called in generated code: the block's constructor takes what its conditions read
 IN_FIELDS = {"c": "in_channels", "d": "in_channels", "h": "in_height", "w": "in_width", "n": "in_tokens",
@@ -560,6 +563,8 @@ class Lowerer:
         if word.lower() in OTHER_NAMES:
             raise self.err(f"unknown op or block '{word}'", mark, path,
                            f"archspec calls it '{OTHER_NAMES[word.lower()]}'", "unknown_op")
+        if word.lower() in AS_BLOCKS:
+            raise self.err(f"unknown op or block '{word}'", mark, path, AS_BLOCKS[word.lower()], "unknown_op")
         if word.lower() in NOT_OPS:  # a real op archspec lacks: a close spelling would compute something else
             raise self.err(f"unknown op or block '{word}'", mark, path,
                            "archspec has no such op (see `archspec ops`); define it from ops in blocks:, or "
