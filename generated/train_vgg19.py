@@ -292,6 +292,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     g.add_argument("--channels-last", action=on_off, default=None, help="default: on with CUDA")
     g.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    g.add_argument("--threads", type=count, default=None,
+                   help="CPU intra-op threads (default: 1 for one image per step and process on "
+                        "the CPU, where more threads only contend; else torch's)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out-dir", default=f"runs/{Path(__file__).stem[len('train_'):]}",
                    help="checkpoints, metrics.jsonl, curves.png")
@@ -901,6 +904,11 @@ class Runtime:
         self.bf16 = cuda if args.bf16 is None else args.bf16
         self.channels_last = cuda if args.channels_last is None else args.channels_last
         self.main = self.rank == 0
+        self.threads = torch.get_num_threads()  # restored by close()
+        one_image = args.batch_size // (self.world * args.accum_steps) <= 1
+        threads = args.threads or (1 if one_image else None)
+        if self.device.type == "cpu" and threads:
+            torch.set_num_threads(threads)
         self.progress = sys.stderr.isatty() if args.progress is None else args.progress
         if args.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -937,6 +945,7 @@ class Runtime:
             return float("nan")
 
     def close(self) -> None:
+        torch.set_num_threads(self.threads)
         if self.world > 1:
             import torch.distributed as dist
             if dist.is_initialized():
