@@ -1005,10 +1005,10 @@ class SDLM(torch.optim.Optimizer):
     gradients per pattern); the default draws one class c ~ p per pattern, an unbiased Monte-Carlo
     estimate of the same diagonal at the cost of one per-pattern gradient (exact costs K times as
     much: for LeNet-5's 500 patterns on two busy CPU cores ~10 s instead of ~1.5 s per estimate,
-    longer than a pass of training). Per-pattern gradients are vectorised with torch.func. The cross terms the paper
-    drops are kept (a shared convolution weight sums its connections' contributions before
-    squaring), so h_kk estimates the Gauss-Newton diagonal itself, not the paper's cheaper
-    approximation of it. It is taken in eval mode (batch norm with running statistics, no dropout),
+    longer than a pass of training). Per-pattern gradients are vectorised with torch.func. The
+    cross terms the paper drops are kept (a shared convolution weight sums its connections'
+    contributions before squaring), so h_kk estimates the Gauss-Newton diagonal itself, not the
+    paper's cheaper approximation of it. It is taken in eval mode (batch norm with running statistics, no dropout),
     of the main output's loss (auxiliary heads are left out), in float32."""
 
     def __init__(self, params, lr: float, mu: float = 0.02, weight_decay: float = 0.0):
