@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
 SCRIPTS = sorted(GENERATED.rglob("train_*.py"))
 LENET = GENERATED / "train_lenet5.py"
-# The flags the README documents for a fast LeNet-5 run on the digits (the paper's recipe is batch 1
-# at lr 0.0005 for 20 epochs: see test_lenet5_paper_recipe_is_the_default).
-FAST = ["--data", "digits", "--batch-size", "16", "--lr", "0.05", "--momentum", "0.9", "--epochs", "10"]
+# The flags the README documents for a fast LeNet-5 run on the digits (the paper's recipe is SDLM at
+# batch 1, lr 0.0005 for 20 epochs: see test_lenet5_paper_recipe_is_the_default and tests/test_sdlm.py).
+FAST = ["--optimizer", "sgd", "--data", "digits", "--batch-size", "16", "--lr", "0.05", "--momentum", "0.9", "--epochs", "10"]
 
 
 def load_script(path: Path):
@@ -54,13 +54,14 @@ def test_every_network_has_a_training_script():
 def test_lenet5_paper_recipe_is_the_default():
     mod = load_script(LENET)
     r = mod.RECIPE
-    assert (r["data"], r["optimizer"], r["epochs"], r["batch_size"], r["lr"]) == ("digits", "sgd", 20, 1, 0.0005)
-    assert r["schedule"] == "piecewise"
-    assert r["piecewise"] == [[2, 0.0005], [3, 0.0002], [4, 0.00005], [11, 0.00001]]
+    assert (r["data"], r["optimizer"], r["epochs"], r["batch_size"], r["lr"]) == ("digits", "sdlm", 20, 1, 0.0005)
+    assert (r["mu"], r["hessian_samples"]) == (0.02, 500)
+    assert r["schedule"] == "piecewise"  # LeCun et al. 1998, §III: 2, 3, 3, 4 passes, then 0.00001
+    assert r["piecewise"] == [[2, 0.0005], [3, 0.0002], [3, 0.0001], [4, 0.00005], [8, 0.00001]]
     args = mod.parse_args([])
     s = mod.LRSchedule(args, steps_per_epoch=10, total_steps=200)
     lrs = [args.lr * s.factor(e * 10) for e in range(20)]
-    assert lrs == pytest.approx([0.0005] * 2 + [0.0002] * 3 + [0.00005] * 4 + [0.00001] * 11)
+    assert lrs == pytest.approx([0.0005] * 2 + [0.0002] * 3 + [0.0001] * 3 + [0.00005] * 4 + [0.00001] * 8)
     # --lr scales the piecewise values
     args = mod.parse_args(["--lr", "0.05"])
     assert args.lr * mod.LRSchedule(args, 10, 200).factor(25) == pytest.approx(0.02)
@@ -70,7 +71,7 @@ def test_optimizers_follow_the_flags():
     mod = load_script(LENET)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
     cpu = torch.device("cpu")
-    sgd = mod.make_optimizer(mod.parse_args(["--momentum", "0.9", "--nesterov", "--weight-decay", "0.1"]), model, cpu)
+    sgd = mod.make_optimizer(mod.parse_args(["--optimizer", "sgd", "--momentum", "0.9", "--nesterov", "--weight-decay", "0.1"]), model, cpu)
     assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"] and sgd.param_groups[0]["weight_decay"] == 0.1
     assert len(sgd.param_groups) == 1  # SGD: decay on every parameter, as the papers do
     adamw = mod.make_optimizer(mod.parse_args(["--optimizer", "adamw", "--weight-decay", "0.05", "--eps", "1e-6"]),
@@ -132,7 +133,7 @@ def test_nin_recipe_decays_twice_on_the_training_accuracy(tmp_path):
     # a frozen network (lr 1e-12) on random images: its training accuracy wanders, so the rule decides
     # (patience 0: a decay after any epoch that does not improve on the best, at most once)
     mod = load_script(LENET)
-    mod.main(["--data", "synthetic", "--synthetic-size", "64", "--batch-size", "16", "--lr", "1e-12",
+    mod.main(["--optimizer", "sgd", "--data", "synthetic", "--synthetic-size", "64", "--batch-size", "16", "--lr", "1e-12",
               "--epochs", "4", "--schedule", "plateau", "--monitor", "train_top1", "--patience", "0",
               "--max-decays", "1", "--out-dir", str(tmp_path / "run")])
     rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
@@ -218,7 +219,7 @@ HEAD = "name: t\ninput: [3, 8, 8]\nnetwork: [global_avgpool, flatten, {linear: n
 
 @pytest.mark.parametrize("body, line, col, path, message, hint", [
     ("train:\n  optimzer: sgd\n", 6, 3, "train", "unknown key 'optimzer'", "did you mean 'optimizer'?"),
-    ("train:\n  optimizer: lbfgs\n", 6, 14, "train.optimizer", "input should be 'sgd', 'adam', 'adamw' or 'rmsprop'", None),
+    ("train:\n  optimizer: lbfgs\n", 6, 14, "train.optimizer", "input should be 'sgd', 'adam', 'adamw', 'rmsprop' or 'sdlm'", None),
     ("train:\n  schedule: {type: step, step_sise: 3}\n", 6, 26, "train.schedule", "unknown key 'step_sise'",
      "did you mean 'step_size'?"),
     ("train:\n  lr: -1\n", 6, 7, "train.lr", "greater than 0", None),
@@ -277,7 +278,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys, monke
         return (loss * float("nan"), main) if len(calls) == 200 else (loss, main)
     monkeypatch.setattr(mod, "loss_fn", poisoned)
     with pytest.raises(SystemExit) as e:  # 179 steps per epoch at batch 8: step 199 is in epoch 2
-        mod.main(["--data", "digits", "--batch-size", "8", "--lr", "0.01", "--epochs", "3",
+        mod.main(["--optimizer", "sgd", "--data", "digits", "--batch-size", "8", "--lr", "0.01", "--epochs", "3",
                   "--out-dir", str(tmp_path), "--no-plot"])
     assert e.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -286,7 +287,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys, monke
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
-    argv = ["--data", "digits", "--batch-size", "4", "--lr", "0.02", "--momentum", "0.9", "--epochs", "4",
+    argv = ["--optimizer", "sgd", "--data", "digits", "--batch-size", "4", "--lr", "0.02", "--momentum", "0.9", "--epochs", "4",
             "--deterministic", "--no-plot"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed"
@@ -335,7 +336,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
 
 
 def test_torchrun_two_processes_match_one(tmp_path):
-    argv = ["--data", "digits", "--batch-size", "32", "--lr", "0.05", "--momentum", "0.9", "--epochs", "2",
+    argv = ["--optimizer", "sgd", "--data", "digits", "--batch-size", "32", "--lr", "0.05", "--momentum", "0.9", "--epochs", "2",
             "--no-plot", "--deterministic"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -385,7 +386,7 @@ def test_image_folder_and_cifar10_data(tmp_path):
                 arr = (torch.rand(40, 48, 3, generator=g) * 255).to(torch.uint8).numpy()
                 Image.fromarray(arr).save(tmp_path / "imf" / split / c / f"{i}.png")
     mod = load_script(LENET)
-    res = mod.main(["--data", f"imagefolder:{tmp_path / 'imf'}", "--batch-size", "4", "--epochs", "1",
+    res = mod.main(["--optimizer", "sgd", "--data", f"imagefolder:{tmp_path / 'imf'}", "--batch-size", "4", "--epochs", "1",
                     "--workers", "0", "--eval-crop", "ten_crop", "--crop", "scale_jitter", "--scale", "36", "48",
                     "--lr", "0.01", "--out-dir", str(tmp_path / "r1"), "--no-plot"])
     assert res["steps"] == 2 and 0 <= res["val_top1"] <= 100
@@ -394,7 +395,7 @@ def test_image_folder_and_cifar10_data(tmp_path):
         data = (torch.rand(8, 3072, generator=g) * 255).to(torch.uint8).numpy()
         with open(tmp_path / "cif" / name, "wb") as f:
             pickle.dump({b"data": data, b"labels": [i % 10 for i in range(8)]}, f)
-    res = mod.main(["--data", f"cifar10:{tmp_path / 'cif'}", "--batch-size", "8", "--epochs", "1",
+    res = mod.main(["--optimizer", "sgd", "--data", f"cifar10:{tmp_path / 'cif'}", "--batch-size", "8", "--epochs", "1",
                     "--crop", "random", "--padding", "4", "--hflip", "--out-dir", str(tmp_path / "r2"), "--no-plot"])
     assert res["steps"] == 5  # 40 training images / 8
     rows = [json.loads(x) for x in (tmp_path / "r2" / "metrics.jsonl").read_text().splitlines()]

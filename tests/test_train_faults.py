@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LENET = ROOT / "generated" / "train_lenet5.py"
 PREFIX = "train_lenet5.py: error: "
 # a few seconds of training: 64 synthetic images in 4 steps
-QUICK = ["--data", "synthetic", "--synthetic-size", "64", "--batch-size", "16", "--lr", "0.01",
+QUICK = ["--optimizer", "sgd", "--data", "synthetic", "--synthetic-size", "64", "--batch-size", "16", "--lr", "0.01",
          "--no-plot", "--device", "cpu", "--no-compile"]
 
 
@@ -209,7 +209,7 @@ def test_corrupt_image_is_named(lenet, capsys, tmp_path):
     _image_folder(tmp_path)
     bad = tmp_path / "train" / "a" / "x.jpg"
     bad.write_bytes(os.urandom(64))
-    argv = ["--data", f"imagefolder:{tmp_path}", "--batch-size", "5", "--epochs", "1", "--lr", "0.01",
+    argv = ["--optimizer", "sgd", "--data", f"imagefolder:{tmp_path}", "--batch-size", "5", "--epochs", "1", "--lr", "0.01",
             "--no-plot", "--device", "cpu", "--no-compile", "--out-dir", str(tmp_path / "run")]
     line = PREFIX + f"--data: cannot read the image {bad} (not an image file)"
     assert fails(lenet, argv + ["--workers", "0"], capsys) == line
@@ -225,7 +225,7 @@ def test_empty_class_folder_and_mismatched_classes(lenet, capsys, tmp_path):
     _image_folder(tmp_path)
     (tmp_path / "train" / "c").mkdir()
     (tmp_path / "train" / "c" / "notes.txt").write_text("no images here")
-    argv = ["--data", f"imagefolder:{tmp_path}", "--batch-size", "2", "--workers", "0", "--no-plot",
+    argv = ["--optimizer", "sgd", "--data", f"imagefolder:{tmp_path}", "--batch-size", "2", "--workers", "0", "--no-plot",
             "--device", "cpu", "--out-dir", str(tmp_path / "run")]
     assert fails(lenet, argv, capsys) == (
         PREFIX + f"--data imagefolder:{tmp_path}: the class folder {tmp_path / 'train' / 'c'} holds no "

@@ -95,12 +95,19 @@ class TrainRecipe(_Model):
     source: Optional[str] = Field(None, description="where the recipe is stated, e.g. 'ResNet §3.4'")
     data: str = Field("synthetic", description="default --data: synthetic, digits, "
                                                "imagefolder:PATH or cifar10:PATH")
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop", "sdlm"] = Field(
+        "sgd", description="sgd; adam; adamw; rmsprop; sdlm (stochastic diagonal Levenberg-Marquardt, "
+                           "LeCun et al. 1998, Appendix C: step lr / (mu + h_kk) per parameter)")
     lr: float = Field(0.1, gt=0, description="base learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     nesterov: bool = Field(False, description="SGD with Nesterov momentum")
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW betas")
     alpha: float = Field(0.99, gt=0, lt=1, description="RMSProp: smoothing (decay) of the squared gradients")
+    mu: float = Field(0.02, gt=0, description="SDLM: the damping mu of the step lr / (mu + h_kk) "
+                                              "(LeCun et al. 1998: 0.02)")
+    hessian_samples: int = Field(500, gt=0, description="SDLM: patterns the diagonal Gauss-Newton "
+                                                          "estimate h_kk is re-estimated on before "
+                                                          "each epoch (LeCun et al. 1998: 500)")
     eps: Optional[float] = Field(None, gt=0, description="Adam/AdamW/RMSProp epsilon (default: torch's)")
     weight_decay: float = Field(1e-4, ge=0)
     batch_size: int = Field(256, gt=0, description="global batch size (over all processes)")
