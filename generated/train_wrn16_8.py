@@ -985,8 +985,9 @@ class SDLM(torch.optim.Optimizer):
     longer than a pass of training). Per-pattern gradients are vectorised with torch.func. The
     cross terms the paper drops are kept (a shared convolution weight sums its connections'
     contributions before squaring), so h_kk estimates the Gauss-Newton diagonal itself, not the
-    paper's cheaper approximation of it. It is taken in eval mode (batch norm with running statistics, no dropout),
-    of the main output's loss (auxiliary heads are left out), in float32."""
+    paper's cheaper approximation of it. It is taken in eval mode (batch norm with running
+    statistics, no dropout), of the main output's loss (auxiliary heads are left out), in
+    float32."""
 
     def __init__(self, params, lr: float, mu: float = 0.02, weight_decay: float = 0.0):
         if not lr > 0 or not mu > 0 or not weight_decay >= 0:
