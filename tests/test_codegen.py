@@ -54,6 +54,13 @@ def _zoo():
 
 
 ZOO = _zoo()
+# a paper table's column that is a large torchvision builder under its paper name (equal to it count
+# for count: tests/test_paper_tables.py) and MaxViT-B/L: make test-all; the builder itself runs here
+PAPER_HEAVY = {"convnext_b", "convnext_l", "maxvit_b", "maxvit_l"}
+ZOO_PARAMS = [pytest.param(net, path, id=net.ref,
+                           marks=[pytest.mark.heavy] if "torchvision" not in Path(net.file).parts
+                           and net.name in HEAVY | PAPER_HEAVY else [])
+              for net, path in ZOO]
 
 
 def load_module(path: Path):
@@ -113,7 +120,7 @@ def test_generated_loads_torchvision_weights_and_matches_outputs(spec):
     assert (a - b).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("net,path", ZOO, ids=[n.ref for n, _ in ZOO])
+@pytest.mark.parametrize("net,path", ZOO_PARAMS)
 def test_generated_agrees_with_ir(net, path):
     """params, every named module's output shape (forward hooks) and FlopCounterMode / 2."""
     graph = lower(net)
