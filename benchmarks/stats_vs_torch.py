@@ -71,7 +71,9 @@ def index_archspec(rows: list[dict], files: list[Path]) -> dict[str, dict]:
         stem = Path(str(row.get("ref", row["name"])).split(":")[0]).stem
         if stem in by_stem:
             raise SystemExit(f"more than one archspec network for {stem}.yaml; expected one per file")
-        by_stem[stem] = row
+        # the module holds its training-time outputs' parameters (GoogLeNet, Inception-v3): compare
+        # with params_with_aux, which archspec reports besides the inference network's params
+        by_stem[stem] = {**row, "params": row.get("params_with_aux", row["params"])}
     missing = [f.stem for f in files if f.stem not in by_stem]
     if missing:
         raise SystemExit(f"archspec reported nothing for: {', '.join(missing)}")
