@@ -14,6 +14,7 @@ from pydantic import Field
 from .registry import (
     ZERO,
     Attrs,
+    NoAttrs,
     NonNeg,
     NonNegPair,
     Pos,
@@ -216,9 +217,6 @@ register(OpDef(
     window=_pool_window, positional=("kernel", "stride", "padding"),
 ))
 
-
-class NoAttrs(Attrs):
-    """No attributes."""
 
 
 def _global_pool_infer(a: NoAttrs, ins: list[Shape]) -> Shape:

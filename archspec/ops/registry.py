@@ -34,6 +34,7 @@ __all__ = [
     "Emit",
     "OpDef",
     "Attrs",
+    "NoAttrs",
     "Pos",
     "NonNeg",
     "PosPair",
@@ -100,6 +101,10 @@ class Attrs(BaseModel):
     attribute is finite (`.nan`, `.inf` are errors: they would be emitted as bare `nan`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class NoAttrs(Attrs):
+    """No attributes."""
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .registry import (Attrs, ChannelsLast, Counts, Emit, Helper, NonNeg, NonNegPair, OpDef, OpError, Pos,
-                       PosPair, Prob, Shape, Window, is_channels_last, is_symbolic, pair, register)
+from .registry import (Attrs, ChannelsLast, Counts, Emit, Helper, NoAttrs, NonNeg, NonNegPair, OpDef, OpError,
+                       Pos, PosPair, Prob, Shape, Window, is_channels_last, is_symbolic, pair, register)
 
 __all__: list[str] = []  # the ops are reached through the registry
 
@@ -29,9 +29,6 @@ __all__: list[str] = []  # the ops are reached through the registry
 #: the hidden width of V2's continuous position bias MLP (torchvision's cpb_mlp: Linear(2, 512))
 CPB_HIDDEN = 512
 
-
-class NoAttrs(Attrs):
-    """No attributes."""
 
 
 def _need_channels_last(op: str, x: Shape) -> None:

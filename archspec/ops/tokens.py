@@ -12,15 +12,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .registry import (Attrs, Counts, Emit, Helper, NonNeg, OpDef, OpError, Pos, Prob, Shape, Window,
-                       is_channels_last, numel, register)
+from .registry import (Attrs, Counts, Emit, Helper, NoAttrs, NonNeg, OpDef, OpError, Pos, Prob, Shape,
+                       Window, is_channels_last, numel, register)
 
 __all__: list[str] = []  # the ops are reached through the registry
 
 
-
-class NoAttrs(Attrs):
-    """No attributes."""
 
 
 def _need_tokens(op: str, shape: Shape) -> None:
