@@ -56,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -289,8 +290,11 @@ def child_main(payload: str) -> None:
         msg = str(e).strip().splitlines()
         rec = {**job["row"], "argv": job["argv"], "ok": False,
                "error": f"{type(e).__name__}: {msg[0][:500] if msg else ''}",
-               "oom": "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError"}
+               "oom": "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError",
+               "traceback": traceback.format_exc()[-2000:]}
     print(MARK + json.dumps(rec), flush=True)
+    sys.stderr.flush()
+    os._exit(0)  # the record is out: no teardown (Inductor's worker pool, CUDA) that could hang
 
 
 def probe_main() -> None:
@@ -311,12 +315,12 @@ def _run_child(cmd: list[str], timeout: float, env: dict | None = None
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         out, err = p.communicate()
-        return None, f"timed out after {timeout:.0f} s\n" + err[-3000:], time.perf_counter() - t0
+        err = f"timed out after {timeout:.0f} s\n" + err
     rec = None
     for line in out.splitlines():
         if line.startswith(MARK):
-            rec = json.loads(line[len(MARK):])
-    if rec is None:
+            rec = json.loads(line[len(MARK):])  # a record printed before a timeout still counts
+    if rec is None and not err.startswith("timed out"):
         err = f"exit code {p.returncode}, no result\n" + err
     return rec, err[-3000:], time.perf_counter() - t0
 
@@ -369,8 +373,9 @@ def measure(a) -> int:
             pass
     done = {row_id(r) for r in doc["rows"]}
     todo = [r for r in rows if row_id(r) not in done]
-    print(f"{env.get('gpu') or 'CPU'}; torch {env.get('torch')}, torchvision {env.get('torchvision')}, "
-          f"cudnn {env.get('cudnn')}; {len(rows)} rows ({len(rows) - len(todo)} already in {out}), "
+    where = "CPU smoke" if a.cpu_smoke else (f"{env.get('gpu')}; torch {env.get('torch')}, "
+                                             f"torchvision {env.get('torchvision')}, cudnn {env.get('cudnn')}")
+    print(f"{where}; {len(rows)} rows ({len(rows) - len(todo)} already in {out}), "
           f"--jobs {a.jobs}, budget {a.budget_s:.0f} s", flush=True)
     _write(out, doc)
     me = str(Path(__file__).resolve())
@@ -389,6 +394,9 @@ def measure(a) -> int:
                    else "no result", "oom": "out of memory" in err.lower()}
         if not rec.get("ok"):
             rec["stderr_tail"] = err[-1500:]
+            last = [ln for ln in err.splitlines() if ln.strip()]
+            if "exited with" in rec["error"] and last:  # the script's own one-line error
+                rec["error"] += f": {last[-1].strip()[:300]}"
         rec["process_s"] = round(secs, 2)
         return rec
 
