@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     # on a CUDA machine (one H200: ~4-5 min); each row is written to OUT.json as soon as it is in
     python benchmarks/train_memory.py --measure OUT.json
-    python benchmarks/train_memory.py --measure OUT.json --jobs 6 --budget-s 420 --compile-subset ''
+    python benchmarks/train_memory.py --measure OUT.json --jobs 2 --budget-s 420 --compile-subset
     # here, without a GPU: the same pipeline on the CPU, batch 2 (the script's own test)
     python benchmarks/train_memory.py --measure /tmp/smoke.json --cpu-smoke
     # here, without torch: estimate vs measurement per row, median and max |error|
@@ -557,8 +557,8 @@ def compare(a, stats=run_stats) -> int:
           f"{doc.get('settings', {}).get('steps')} timed steps after {doc.get('settings', {}).get('warmup_steps')}")
     if a.markdown:
         print()
-    header = ["net", "batch", "precision", "estimate MiB", "measured MiB (eager)", "error %",
-              "compile MiB", "note"]
+    header = ["net", "batch", "precision", "estimate MiB (eager)", "measured MiB (eager)", "error %",
+              "torch.compile MiB", "note"]
     body = [[x["net"], str(x["batch"]), x["precision"], _fmt(x["estimate_mib"]), _fmt(x["measured_mib"]),
              _fmt(x["error_pct"], "+.1f"), _fmt(x["compile_mib"]), x["note"].strip()] for x in out]
     print(_table(header, body, a.markdown))
@@ -610,9 +610,9 @@ def parse(argv=None):
     g.add_argument("--jobs", type=int, default=4, help="rows (processes) at once")
     g.add_argument("--steps", type=int, default=2, help="timed steps (the peak is over these)")
     g.add_argument("--warmup", type=int, default=2, help="warm-up steps before the peak is reset")
-    g.add_argument("--budget-s", type=float, default=300,
+    g.add_argument("--budget-s", type=float, default=270,
                    help="launch no row after this many seconds")
-    g.add_argument("--grace-s", type=float, default=150,
+    g.add_argument("--grace-s", type=float, default=120,
                    help="kill rows still running this long after the budget")
     g.add_argument("--row-timeout-s", type=float, default=150,
                    help="kill an eager row after this long (compile rows: 3x)")

@@ -148,3 +148,42 @@ def test_measure_refuses_without_cuda(tmp_path):
     r = run("--measure", str(tmp_path / "x.json"))
     assert r.returncode == 2 and "needs a CUDA GPU" in r.stderr and "--cpu-smoke" in r.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_measure_schedules_all_rows_records_failures_and_retries_oom(tmp_path, monkeypatch):
+    """The GPU run's bookkeeping with a stand-in for the per-row process: 48 eager rows and the
+    compile subset, each written as it finishes; an OOM row retried alone; a crash recorded."""
+    m = load()
+    monkeypatch.setattr(m, "probe", lambda: {"torch": "2.x", "cuda_available": True, "gpu": "G"})
+    seen, oom_once, kept = [], {"vgg16/b128/fp32/eager"}, [0]
+    out = tmp_path / "rows.json"
+
+    def fake(cmd, timeout, env=None):
+        job = json.loads(cmd[cmd.index("--child") + 1])
+        r, rid = job["row"], m.row_id(job["row"])
+        seen.append(rid)
+        assert env["OMP_NUM_THREADS"] and timeout > 0 and "--no-progress" in job["argv"]
+        assert len(json.loads(out.read_text())["rows"]) == kept[0] + len(seen) - 1  # rows on disk
+        if rid in oom_once:
+            oom_once.discard(rid)
+            return {**r, "ok": False, "error": "OutOfMemoryError: CUDA out of memory", "oom": True}, "", 1.0
+        if rid == "swin_t/b32/fp32/eager":
+            return None, "Segmentation fault", 1.0
+        return {**r, "ok": True, "peak_memory_mb": 10.0, "components": None}, "", 1.0
+
+    monkeypatch.setattr(m, "_run_child", fake)
+    assert m.measure(m.parse(["--measure", str(out), "--jobs", "1"])) == 1  # one row failed
+    assert len(seen) == 48 + 3 + 1 and seen[-1] == "vgg16/b128/fp32/eager"
+    doc = json.loads(out.read_text())
+    rows = {m.row_id(r): r for r in doc["rows"]}
+    assert len(rows) == 51 and rows["vgg16/b128/fp32/eager"]["ok"] and rows["vgg16/b128/fp32/eager"]["retried"]
+    bad = rows["swin_t/b32/fp32/eager"]
+    assert not bad["ok"] and "Segmentation fault" in bad["stderr_tail"] and doc["skipped"] == []
+    # a rerun measures only the missing row; a spent budget launches nothing
+    seen.clear()
+    kept[0] = 50
+    assert m.measure(m.parse(["--measure", str(out), "--jobs", "1"])) == 1
+    assert seen == ["swin_t/b32/fp32/eager"]
+    seen.clear()
+    assert m.measure(m.parse(["--measure", str(out), "--fresh", "--budget-s", "-1"])) == 1
+    assert seen == [] and len(json.loads(out.read_text())["skipped"]) == 51
