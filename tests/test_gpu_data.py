@@ -101,9 +101,9 @@ def test_crop_views_follow_the_pil_transforms(tv):
 
 def _ks(a: list[float], b: list[float]) -> float:
     """Two-sample Kolmogorov-Smirnov distance."""
-    a, b = sorted(a), sorted(b)
-    return max(abs(np.searchsorted(a, v, "right") / len(a) - np.searchsorted(b, v, "right") / len(b))
-               for v in a + b)
+    a, b = np.sort(a), np.sort(b)
+    v = np.concatenate([a, b])
+    return float(np.abs(np.searchsorted(a, v, "right") / len(a) - np.searchsorted(b, v, "right") / len(b)).max())
 
 
 def test_random_resized_scale_and_ratio_law(tv):
@@ -203,6 +203,13 @@ def test_image_folder_gpu_path_on_cpu_next_to_pil(tv, tmp_path):
         # normalised: roughly zero mean, unit-ish spread over a batch of photographs
         x = torch.cat(vx)
         assert -1.5 < float(x.mean()) < 1.5 and 0.1 < float(x.std()) < 2
+    # the recipe of the VGG-style ResNet paper: scale jitter, lighting noise, ten-crop evaluation
+    args = tv.parse_args(["--data", f"imagefolder:{tmp_path}", "--loader", "gpu", "--batch-size", "7", "--workers",
+                          "0", "--device", "cpu", "--input-size", "32", "--crop", "scale_jitter", "--scale", "36",
+                          "48", "--lighting", "0.1", "--eval-crop", "ten_crop", "--eval-resize", "36"])
+    train, val, _ = tv.make_data(args, shape, 0, 1, torch.device("cpu"))
+    assert [x.shape for x, _ in train.batches()] == [(7, 3, 32, 32)] * 2
+    assert [x.shape for x, _ in val.batches()] == [(7, 10, 3, 32, 32)] * 2
     # the evaluation batches of the two paths show the same images (same order, same crop)
     got = {}
     for loader in ("gpu", "pil"):
