@@ -1145,13 +1145,14 @@ def in_background(items, fn, device: torch.device, depth: int = 3):
         thread.join(timeout=5)
 
 
-def pick_loader(args, shape, device: torch.device) -> tuple[str, str]:
-    """('gpu' | 'pil', the one line that says which image-folder loader runs and why)."""
+def pick_loader(args, shape, device: torch.device) -> tuple[str, str | None]:
+    """('gpu' | 'pil', the line that says which image-folder loader runs and why; None for the
+    CPU runs' own PIL path, which --loader auto takes without a word)."""
     pil = f"PIL loader (torchvision ImageFolder + PIL transforms, {args.workers} workers)"
     if args.loader == "pil":
         return "pil", f"data: {pil}: --loader pil"
     if args.loader == "auto" and device.type != "cuda":
-        return "pil", f"data: {pil}: the GPU path is for CUDA runs (--loader gpu forces it)"
+        return "pil", None
     gap = gpu_loader_gap(args, shape, device)
     if gap is not None:
         return "pil", f"data: {pil}, not the GPU path: {gap}"
@@ -1180,8 +1181,6 @@ def make_data(args, shape, rank: int, world: int, device: torch.device):
                     f"--data imagefolder:{path}: no {sub}/ folder of class folders in {root}"
                 )
         kind, why = pick_loader(args, shape, device)
-        if rank == 0:
-            print(why, file=sys.stderr, flush=True)
         batches = GpuJpegBatches if kind == "gpu" else LoaderBatches
         t = batches(root / "train", args.batch_size, rank, world, args, shape, True, device)
         v = batches(root / "val", args.batch_size, rank, world, args, shape, False, device)
@@ -1191,6 +1190,8 @@ def make_data(args, shape, rank: int, world: int, device: torch.device):
             raise UsageError(
                 f"--data {args.data}: the class {odd!r} has no folder in {root / where}"
             )
+        if why and rank == 0:
+            print(why, file=sys.stderr, flush=True)
         return t, v, t.num_classes
     else:
         raise UsageError(
