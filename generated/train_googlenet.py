@@ -197,6 +197,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=min(8, os.cpu_count() or 1),
         help="imagefolder loader processes",
     )
+    g.add_argument(
+        "--loader", choices=("auto", "gpu", "pil"), default="auto",
+        help="imagefolder: gpu (nvJPEG decode and augmentation on the device), pil (torchvision "
+             "ImageFolder + PIL), auto: gpu on CUDA where the recipe allows",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=count, default=r["epochs"], help="epochs")
     g.add_argument(
@@ -772,6 +777,366 @@ class _Lighting:
         return lighting(x[None], self.std)[0] if self.std > 0 else x
 
 
+# ------------------------------------------------------------------------------ GPU data path
+# --data imagefolder:PATH with --loader gpu (the default on CUDA): loader processes only read the
+# JPEG files and draw each image's crop and flip; the training process decodes the batch with
+# nvJPEG (torchvision.io.decode_jpeg, device=...) and crops, resizes, flips and normalises it on
+# the device, in a background thread on its own CUDA stream. The crop laws are the PIL path's
+# (RandomResizedCrop.get_params, scale jitter, centre/ten crop); each crop is resized with
+# roi_align (bilinear, averaging ceil(crop/output) samples per output pixel when shrinking, as an
+# antialiased resize does). Files that are not 3-channel baseline/progressive JPEGs (PNG, CMYK,
+# grey, lossless) are decoded in the loader process with PIL, exactly as the PIL path does.
+
+_SOF = {0xC0, 0xC1, 0xC2}  # baseline, extended and progressive Huffman DCT: what nvJPEG decodes
+_GREY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, PIL's convert("L")
+
+
+def jpeg_header(data: bytes) -> tuple[int, int] | None:
+    """(height, width) of an 8-bit, 3-component Huffman JPEG that nvJPEG decodes; else None."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD7:  # fill byte, no length
+            i += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
+            if marker not in _SOF or i + 10 > n:
+                return None
+            bits, h, w, comps = data[i + 4], int.from_bytes(data[i + 5:i + 7], "big"), \
+                int.from_bytes(data[i + 7:i + 9], "big"), data[i + 9]
+            return (h, w) if bits == 8 and comps == 3 and h > 0 and w > 0 else None
+        if marker == 0xDA or length < 2:  # scan data before any frame header
+            return None
+        i += 2 + length
+    return None
+
+
+def rrc_params(h: int, w: int, scale, ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop.get_params on an h x w image, the same draws from torch's
+    generator: (top, left, height, width)."""
+    area = h * w
+    log_ratio = torch.log(torch.tensor(ratio))
+    for _ in range(10):
+        target_area = area * torch.empty(1).uniform_(scale[0], scale[1]).item()
+        aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1])).item()
+        cw = int(round(math.sqrt(target_area * aspect)))
+        ch = int(round(math.sqrt(target_area / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            i = torch.randint(0, h - ch + 1, size=(1,)).item()
+            j = torch.randint(0, w - cw + 1, size=(1,)).item()
+            return i, j, ch, cw
+    in_ratio = w / h  # fallback: the central crop at the nearest allowed aspect ratio
+    if in_ratio < min(ratio):
+        cw, ch = w, int(round(w / min(ratio)))
+    elif in_ratio > max(ratio):
+        ch, cw = h, int(round(h * max(ratio)))
+    else:
+        cw, ch = w, h
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def resized_size(h: int, w: int, short: int) -> tuple[int, int]:
+    """torchvision's resize(img, short): the shorter side becomes ``short``, aspect kept."""
+    if h <= w:
+        return short, int(short * w / h)
+    return int(short * h / w), short
+
+
+def crop_views(h: int, w: int, spec: tuple, size: tuple[int, int]) -> list[tuple]:
+    """The crops of one h x w image, as (top, left, height, width, flip) in its own pixels.
+
+    spec is what :func:`view_spec` returned: the PIL path's transform, whose random draws are
+    made here (in the loader process, from its generator, as the PIL transforms draw them)."""
+    kind, arg, hflip = spec
+    th, tw = size
+    if kind == "random_resized":
+        box = rrc_params(h, w, arg)
+    elif kind == "full":
+        box = (0, 0, h, w)
+    else:  # resize the shorter side to S, then a random / centre / ten crop of th x tw
+        short = random.randint(*arg) if kind == "scale_jitter" else arg
+        rh, rw = resized_size(h, w, short)
+        sy, sx = h / rh, w / rw
+        if kind in ("scale_jitter", "random"):  # RandomCrop.get_params
+            i = j = 0
+            if (rh, rw) != (th, tw):
+                i = torch.randint(0, max(rh - th, 0) + 1, size=(1,)).item()
+                j = torch.randint(0, max(rw - tw, 0) + 1, size=(1,)).item()
+            box = (i * sy, j * sx, th * sy, tw * sx)
+        elif kind == "ten_crop":
+            ci, cj = int(round((rh - th) / 2.0)), int(round((rw - tw) / 2.0))
+            five = [(0, 0), (0, rw - tw), (rh - th, 0), (rh - th, rw - tw), (ci, cj)]
+            views = [(i * sy, j * sx, th * sy, tw * sx, 0.0) for i, j in five]
+            return views + [(i * sy, (rw - tw - j) * sx, th * sy, tw * sx, 1.0) for i, j in five]
+        else:  # "center"
+            i, j = int(round((rh - th) / 2.0)), int(round((rw - tw) / 2.0))
+            box = (i * sy, j * sx, th * sy, tw * sx)
+    flip = 1.0 if hflip and torch.rand(1) < 0.5 else 0.0
+    return [(*map(float, box), flip)]
+
+
+def view_spec(args, size: tuple[int, int], train: bool) -> tuple | None:
+    """The PIL path's crop as (kind, parameter, hflip); None where the GPU path has no match."""
+    resize = args.eval_resize or int(round(size[0] * 8 / 7))
+    if not train:
+        return {"center": ("center", resize, False), "ten_crop": ("ten_crop", resize, False),
+                "full": ("full", None, False)}[args.eval_crop]
+    if args.crop == "random" and args.padding:
+        return None
+    return {"random_resized": ("random_resized", tuple(args.area), args.hflip),
+            "random": ("random", args.resize or resize, args.hflip),
+            "scale_jitter": ("scale_jitter", tuple(args.scale or (resize, 2 * resize)), args.hflip),
+            "none": ("center", size[0], args.hflip)}[args.crop]
+
+
+class JpegFiles:
+    """An ImageFolder whose items are raw JPEG bytes and their drawn crops (see module notes);
+    other images come decoded, as uint8 (3, H, W) tensors."""
+
+    def __init__(self, root: Path, spec: tuple, size: tuple[int, int]):
+        from torchvision import datasets
+        self.spec, self.size = spec, size
+        self.folder = datasets.ImageFolder(str(root), loader=str)  # paths only: nothing decoded
+        self.classes = self.folder.classes
+
+    def __len__(self) -> int:
+        return len(self.folder.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.folder.samples[index]
+        with open(path, "rb") as f:
+            data = f.read()
+        hw = jpeg_header(data)
+        if hw is None:  # PNG, grey or CMYK JPEG...: PIL decodes it here, as the PIL path does
+            img = read_image(path)
+            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+            data = data.view(img.height, img.width, 3).permute(2, 0, 1).contiguous()
+            hw = (img.height, img.width)
+        return data, crop_views(*hw, self.spec, self.size), label, path
+
+
+def collate_jpegs(items):
+    """One batch from the loader process: the JPEG bytes joined in one tensor (one shared-memory
+    transfer), their spans, the images decoded here, the crops, labels and paths."""
+    jpegs = [d for d, *_ in items if isinstance(d, bytes)]
+    blob = torch.frombuffer(bytearray(b"".join(jpegs)), dtype=torch.uint8) if jpegs else None
+    spans, decoded, at = [], {}, 0
+    for k, (d, *_) in enumerate(items):
+        if isinstance(d, bytes):
+            spans.append((k, at, at + len(d)))
+            at += len(d)
+        else:
+            decoded[k] = d
+    views = [(k, *v) for k, (_, vs, _, _) in enumerate(items) for v in vs]
+    labels = torch.tensor([label for _, _, label, _ in items])
+    return blob, spans, decoded, torch.tensor(views, dtype=torch.float64), labels, \
+        [p for *_, p in items]
+
+
+def decode_images(blob, spans, decoded: dict, paths: list[str], device: torch.device, log=None):
+    """The batch's images as uint8 (3, H, W) tensors on ``device``, in batch order: the JPEGs in
+    one nvJPEG call; a file it refuses is decoded alone, then with PIL (which names a bad file)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+    images = {k: d.to(device, non_blocking=True) for k, d in decoded.items()}
+    if spans:
+        data = [blob[a:b] for _, a, b in spans]
+        try:
+            out = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:
+            out = []
+            for (k, _, _), d in zip(spans, data):
+                try:
+                    out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device))
+                except RuntimeError as e:
+                    if log:
+                        log(f"data: nvJPEG refused {paths[k]} ({first_line(e)}): decoded with PIL")
+                    img = read_image(paths[k])
+                    t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+                    out.append(t.view(img.height, img.width, 3).permute(2, 0, 1).to(device))
+        images.update((k, img) for (k, _, _), img in zip(spans, out))
+    return [images[k] for k in range(len(images))]
+
+
+def augment(images: list[torch.Tensor], views: torch.Tensor, size: tuple[int, int], mean, std,
+            lighting_std: float = 0.0, channels: int = 3) -> torch.Tensor:
+    """Crop, resize, flip and normalise: images (uint8 (3, H, W), any sizes, one device) and
+    views (K, 6): (image index, top, left, height, width, flip) -> float (K, channels, *size)."""
+    from torchvision.ops import roi_align
+    device = images[0].device
+    out = torch.empty(len(views), 3, *size, device=device)
+    groups: dict[tuple, list[int]] = {}
+    for k, img in enumerate(images):  # one roi_align per image size
+        groups.setdefault(tuple(img.shape[1:]), []).append(k)
+    sample = views[:, 0].long()
+    for ks in groups.values():
+        pos = torch.full((len(images),), -1, dtype=torch.long)
+        pos[ks] = torch.arange(len(ks))
+        rows = (pos[sample] >= 0).nonzero().flatten()
+        v = views[rows]
+        boxes = torch.stack([pos[v[:, 0].long()].double(), v[:, 2], v[:, 1], v[:, 2] + v[:, 4],
+                             v[:, 1] + v[:, 3]], 1).float()
+        stack = torch.stack([images[k] for k in ks]).float()
+        res = roi_align(stack, boxes.to(device), size, spatial_scale=1.0, sampling_ratio=-1,
+                        aligned=True)
+        out.index_copy_(0, rows.to(device), res)
+    flip = views[:, 5].to(device, torch.bool)[:, None, None, None]
+    out = torch.where(flip, out.flip(3), out).div_(255.0)
+    if channels == 1:
+        out = (out * torch.tensor(_GREY, device=device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    out = lighting(out, lighting_std)
+    mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    return out.sub_(mean).div_(std)
+
+
+def gpu_loader_gap(args, shape, device: torch.device) -> str | None:
+    """Why the GPU path cannot serve this run (None: it can)."""
+    if shape[0] not in (1, 3):
+        return f"the model takes {shape[0]} channels, the GPU path makes 1 or 3"
+    if view_spec(args, tuple(shape[1:]), True) is None:
+        return f"--crop random --padding {args.padding} (zero padding) is PIL-only"
+    try:
+        import torchvision
+        from torchvision.io import decode_jpeg, encode_jpeg
+        from torchvision.ops import roi_align  # noqa: F401
+    except ImportError:
+        return "torchvision (with torchvision.io and torchvision.ops) is not installed"
+    probe = encode_jpeg(torch.zeros(3, 8, 8, dtype=torch.uint8))
+    try:
+        decode_jpeg([probe], device=device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        return f"torchvision {torchvision.__version__} cannot decode JPEGs on {device} " \
+               f"({first_line(e)})"
+    return None
+
+
+class GpuJpegBatches:
+    """An image folder through the GPU path: reader processes, then decode and augmentation on
+    ``device`` in a background thread; batches come out normalised, on the device."""
+
+    def __init__(
+        self, root: Path, batch: int, rank: int, world: int, args, shape, train: bool, device
+    ):
+        from torch.utils.data import DataLoader, DistributedSampler
+        self.size, self.channels = tuple(shape[1:]), shape[0]
+        self.args, self.train, self.device = args, train, device
+        self.channels_last = device.type == "cuda" if args.channels_last is None \
+            else args.channels_last
+        try:
+            self.ds = JpegFiles(root, view_spec(args, self.size, train), self.size)
+        except FileNotFoundError as e:  # no class folders, or a class folder without images
+            raise UsageError(f"--data {args.data}: {no_images(root) or first_line(e)}") from None
+        self.num_classes = len(self.ds.classes)
+        self.sampler = DistributedSampler(self.ds, num_replicas=world, rank=rank, shuffle=train,
+                                          seed=args.seed, drop_last=train)
+        self.loader = DataLoader(self.ds, batch_size=batch // world, sampler=self.sampler,
+                                 num_workers=args.workers, collate_fn=collate_jpegs,
+                                 drop_last=train, persistent_workers=args.workers > 0,
+                                 prefetch_factor=4 if args.workers > 0 else None)
+        if train and len(self.loader) == 0:
+            raise UsageError(
+                f"--batch-size {batch} is larger than the {len(self.ds)} images in {root}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def make(self, batch):
+        """One loader batch -> (x, y) on the device."""
+        blob, spans, decoded, views, labels, paths = batch
+        images = decode_images(blob, spans, decoded, paths, self.device,
+                               log=lambda m: print(m, file=sys.stderr, flush=True))
+        a = self.args
+        x = augment(images, views, self.size, a.mean, a.std,
+                    a.lighting if self.train else 0.0, self.channels)
+        if len(x) != len(images):  # ten crops: (N, 10, C, H, W)
+            x = x.view(len(images), -1, *x.shape[1:])
+        elif self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, labels.to(self.device, non_blocking=True)
+
+    def batches(self, skip: int = 0):
+        it = (b for s, b in enumerate(self.loader) if s >= skip)
+        yield from in_background(it, self.make, self.device)
+
+
+def in_background(items, fn, device: torch.device, depth: int = 3):
+    """fn(item) for each item, computed ahead in a thread (on its own CUDA stream on a GPU)."""
+    import queue
+    import threading
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+    stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def put(value) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            with torch.cuda.stream(stream) if stream else contextlib.nullcontext():
+                for item in items:
+                    x, y = fn(item)
+                    done = None
+                    if stream is not None:
+                        done = torch.cuda.Event()
+                        done.record(stream)
+                    if not put((x, y, done)):
+                        return
+            put(end)
+        except BaseException as e:  # re-raised in the consumer
+            put(e)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            got = q.get()
+            if got is end:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            x, y, done = got
+            if done is not None:
+                current = torch.cuda.current_stream(device)
+                current.wait_event(done)
+                x.record_stream(current)
+                y.record_stream(current)
+            yield x, y
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def pick_loader(args, shape, device: torch.device) -> tuple[str, str | None]:
+    """('gpu' | 'pil', the line that says which image-folder loader runs and why; None for the
+    CPU runs' own PIL path, which --loader auto takes without a word)."""
+    pil = f"PIL loader (torchvision ImageFolder + PIL transforms, {args.workers} workers)"
+    if args.loader == "pil":
+        return "pil", f"data: {pil}: --loader pil"
+    if args.loader == "auto" and device.type != "cuda":
+        return "pil", None
+    gap = gpu_loader_gap(args, shape, device)
+    if gap is not None:
+        return "pil", f"data: {pil}, not the GPU path: {gap}"
+    return "gpu", (f"data: GPU path (nvJPEG decode via torchvision.io.decode_jpeg, crop/flip/"
+                   f"normalise on {device}; {args.workers} file-reading workers)")
+
+
 def make_data(args, shape, rank: int, world: int, device: torch.device):
     """(train batches, val batches, num_classes) for --data."""
     kind, _, path = args.data.partition(":")
@@ -792,14 +1157,18 @@ def make_data(args, shape, rank: int, world: int, device: torch.device):
                 raise UsageError(
                     f"--data imagefolder:{path}: no {sub}/ folder of class folders in {root}"
                 )
-        t = LoaderBatches(root / "train", args.batch_size, rank, world, args, shape, True, device)
-        v = LoaderBatches(root / "val", args.batch_size, rank, world, args, shape, False, device)
+        kind, why = pick_loader(args, shape, device)
+        batches = GpuJpegBatches if kind == "gpu" else LoaderBatches
+        t = batches(root / "train", args.batch_size, rank, world, args, shape, True, device)
+        v = batches(root / "val", args.batch_size, rank, world, args, shape, False, device)
         if t.ds.classes != v.ds.classes:  # labels are class indices: both need the same classes
             odd = sorted(set(t.ds.classes) ^ set(v.ds.classes))[0]
             where = "val" if odd in t.ds.classes else "train"
             raise UsageError(
                 f"--data {args.data}: the class {odd!r} has no folder in {root / where}"
             )
+        if why and rank == 0:
+            print(why, file=sys.stderr, flush=True)
         return t, v, t.num_classes
     else:
         raise UsageError(
