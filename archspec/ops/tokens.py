@@ -192,6 +192,19 @@ def _sa_count(a: SelfAttentionAttrs, ins: list[Shape], out: Shape) -> Counts:
                   macs=3 * t * d * d + t * t * d + t * t * d + t * d * d)
 
 
+def _sa_tool_counts(a: SelfAttentionAttrs, ins: list[Shape], out: Shape) -> dict[str, int]:
+    """What other counters report for nn.MultiheadAttention (archspec.analysis.conventions): fvcore
+    sees the in and out projections (aten::linear) and no handle for scaled_dot_product_attention;
+    ptflops applies its multihead_attention_counter_hook (Q scaling, projections with biases,
+    QKᵀ, softmax, AV); thop has no rule for it, and its out_proj is a
+    NonDynamicallyQuantizableLinear, not the nn.Linear thop's table names."""
+    t, d = ins[0]
+    hd = d // a.heads
+    return {"fvcore": 4 * t * d * d,
+            "ptflops": t * d + 3 * t * d * d + 3 * t * d + a.heads * (2 * t * t * hd + t * t) + t * d * (d + 1),
+            "thop": 0}
+
+
 def _sa_emit(a: SelfAttentionAttrs, ins: list[Shape], out: Shape) -> Emit:
     args = [str(ins[0][1]), str(a.heads)]
     if a.dropout or hasattr(a.dropout, "expr"):  # a rate given by name is written by name
@@ -207,7 +220,7 @@ register(OpDef(
         "an output projection. Shape (T, D) unchanged. params = 4·D² + 4·D (Q, K, V and output "
         "projections with biases); MACs = 3·T·D² (QKV) + T²·D (scores) + T²·D (weighted sum) + "
         "T·D² (output projection).",
-    infer=_sa_infer, count=_sa_count, emit=_sa_emit, positional=("heads",),
+    infer=_sa_infer, count=_sa_count, emit=_sa_emit, positional=("heads",), tool_counts=_sa_tool_counts,
     window=lambda a, i: Window(global_=True),
 ))
 
