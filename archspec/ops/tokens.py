@@ -158,6 +158,16 @@ def _ln_emit(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> Emit:
     return Emit(module=f"nn.LayerNorm({', '.join(args)})")
 
 
+def _ln_tool_counts(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> dict[str, int]:
+    """LayerNorm2d (over: channels on a C×H×W map), as other counters see it
+    (archspec.analysis.conventions): fvcore counts its aten::layer_norm, 4 per element, 5 with an
+    affine; ptflops and thop match module types exactly, and LayerNorm2d is not nn.LayerNorm: 0. An
+    nn.LayerNorm (every other case) is counted from what it emits."""
+    if not _chw(ins[0]):
+        return {}
+    return {"fvcore": numel(ins[0]) * (5 if a.affine else 4), "ptflops": 0, "thop": 0}
+
+
 register(OpDef(
     name="layernorm", attrs=LayerNormAttrs, family="norm",
     doc="Layer normalisation over the last dimension D (ViT's LN). Shape unchanged. params = 2·D "
@@ -165,7 +175,7 @@ register(OpDef(
         "it is an error unless over: channels asks for the C channels of each position (ConvNeXt's "
         "LayerNorm2d; params = 2·C). On a channels-last map (after permute) the last axis is C: "
         "nn.LayerNorm(C), either way.",
-    infer=_ln_infer, count=_ln_count, emit=_ln_emit, positional=("eps",),
+    infer=_ln_infer, count=_ln_count, emit=_ln_emit, positional=("eps",), tool_counts=_ln_tool_counts,
 ))
 
 
