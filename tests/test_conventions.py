@@ -6,8 +6,8 @@ The CI part runs two small networks at 32 px (ResNet-18: conv, BN, ReLU, max and
 linear; MobileNetV3-Small: hardswish, hardsigmoid, squeeze-and-excitation, dropout); under ``-m heavy``
 run the issue's networks at 224 px (ResNet-50, VGG-16, ViT-B/16) and more at small inputs (VGG-16 at
 32 px, where the 7×7 adaptive pooling upsamples; EfficientNet-B0: SiLU, stochastic depth;
-ConvNeXt-T: LayerNorm2d, permute, layer scale, GELU; the paper's AlexNet with its LRN). The numbers of
-docs/counting.md are checked too.
+ConvNeXt-T: LayerNorm2d, permute, layer scale, GELU; the paper's AlexNet with its LRN; Swin-T at 100 px,
+where the windows are padded, Swin-V2-T, MaxViT-T). The numbers of docs/counting.md are checked too.
 """
 
 from __future__ import annotations
@@ -110,6 +110,9 @@ HEAVY_NETS = [
     ("specs/torchvision/vgg16.yaml", (3, 32, 32)),             # 1×1 maps upsampled to 7×7 by the pool
     ("specs/torchvision/efficientnet_b0.yaml", (3, 64, 64)),   # SiLU, sigmoid, stochastic depth
     ("specs/alexnet.yaml", (3, 227, 227)),                     # the paper's LRN: OpDef.tool_counts
+    ("specs/torchvision/swin_t.yaml", (3, 100, 100)),          # window attention on padded maps
+    ("specs/torchvision/swin_v2_t.yaml", (3, 64, 64)),         # cosine attention, the cpb MLP
+    ("specs/torchvision/maxvit_t.yaml", (3, 224, 224)),        # einsum attention (fvcore's numpy rounding)
 ]
 
 
@@ -120,13 +123,6 @@ def test_tools_agree(ref, shape):
 
 
 # ------------------------------------------------------------------------------- static contracts
-#: the ops no convention rule covers yet: their emitted modules hold nn.Linear children and
-#: matmuls each tool counts in its own way; a tool convention of a network that uses one is n/a
-#: (with the reason on stderr), never a silent zero. Shrink this set by declaring
-#: OpDef.tool_counts on the op (and a test above).
-NOT_MODELLED = {"shifted_window_attention", "shifted_window_attention_v2", "relative_position_attention"}
-
-
 def _counted_or_not_modelled(names: list[str]) -> dict[str, set[str]]:
     """Each tool's not-modelled ops over these torchvision builders; a total is None exactly when
     some op is not modelled, and the reason says what to declare."""
@@ -144,15 +140,15 @@ def _counted_or_not_modelled(names: list[str]) -> dict[str, set[str]]:
     return missing
 
 
-def test_small_builders_are_counted_and_swin_is_explicitly_not_modelled():
-    missing = _counted_or_not_modelled(["resnet50", "vit_b_16", "mobilenet_v3_small", "convnext_tiny", "swin_t"])
-    assert missing == {tool: {"shifted_window_attention"} for tool in TOOLS}
+def test_builders_of_every_op_family_are_counted():
+    assert _counted_or_not_modelled(["resnet50", "vit_b_16", "mobilenet_v3_small", "convnext_tiny", "swin_t",
+                                     "swin_v2_t", "maxvit_t", "googlenet", "shufflenet_v2_x0_5"]) == {}
 
 
 @pytest.mark.heavy
-def test_every_torchvision_builder_is_counted_or_explicitly_not_modelled():
+def test_every_torchvision_builder_is_counted():
     names = sorted(p.stem for p in (ROOT / "specs" / "torchvision").glob("*.yaml"))
-    assert _counted_or_not_modelled(names) == {tool: NOT_MODELLED for tool in TOOLS}
+    assert _counted_or_not_modelled(names) == {}
 
 
 def test_macs_flops_and_torchvision_are_functions_of_the_macs():
@@ -200,14 +196,16 @@ def test_cli_json_key_is_named_after_the_convention_and_macs_stays():
     assert r.stdout.splitlines()[1].split(",")[5] == "4133742592"
 
 
-def test_cli_not_modelled_is_na_with_the_reason():
-    r = _cli("specs/torchvision/swin_t.yaml", "--convention", "ptflops", "-f", "json")
+def test_cli_not_modelled_is_na_with_the_reason(monkeypatch):
+    from archspec.analysis import conventions
+    monkeypatch.delitem(conventions.TORCH_CLASSES, "ReLU")  # as if no rule knew nn.ReLU
+    r = _cli("specs/torchvision/resnet18.yaml", "--convention", "ptflops", "-f", "json")
     assert r.exit_code == 0, r.output
     [obj] = json.loads(r.stdout)
     assert obj["ptflops_macs"] is None and obj["macs"] > 0
-    assert {e["op"] for e in obj["ptflops_macs_not_modelled"]} == {"shifted_window_attention"}
-    assert "ptflops is n/a: 12 layer(s) of op 'shifted_window_attention'" in r.stderr
-    r = _cli("specs/torchvision/swin_t.yaml", "--convention", "ptflops", "-f", "csv")
+    assert {e["op"] for e in obj["ptflops_macs_not_modelled"]} == {"relu"}
+    assert "ptflops is n/a: 17 layer(s) of op 'relu' (relu, …) not modelled: 'relu' emits nn.ReLU" in r.stderr
+    r = _cli("specs/torchvision/resnet18.yaml", "--convention", "ptflops", "-f", "csv")
     assert r.stdout.splitlines()[1].split(",")[5] == "n/a"
 
 
