@@ -7,7 +7,8 @@ linear; MobileNetV3-Small: hardswish, hardsigmoid, squeeze-and-excitation, dropo
 run the issue's networks at 224 px (ResNet-50, VGG-16, ViT-B/16) and more at small inputs (VGG-16 at
 32 px, where the 7×7 adaptive pooling upsamples; EfficientNet-B0: SiLU, stochastic depth;
 ConvNeXt-T: LayerNorm2d, permute, layer scale, GELU; the paper's AlexNet with its LRN; Swin-T at 100 px,
-where the windows are padded, Swin-V2-T, MaxViT-T). The numbers of docs/counting.md are checked too.
+where the windows are padded, Swin-V2-T, MaxViT-T; and one builder of every other family). The
+numbers of docs/counting.md are checked too.
 """
 
 from __future__ import annotations
@@ -119,6 +120,25 @@ HEAVY_NETS = [
 @pytest.mark.heavy
 @pytest.mark.parametrize("ref,shape", HEAVY_NETS, ids=_id)
 def test_tools_agree(ref, shape):
+    _check(ref, shape)
+
+
+#: one builder of every other torchvision family, and paper specs with LRN and aux heads
+SWEEP = [(f"specs/torchvision/{n}.yaml", (3, 64, 64)) for n in (
+    "densenet121", "googlenet", "shufflenet_v2_x0_5", "squeezenet1_0", "mnasnet0_5", "regnet_y_400mf",
+    "regnet_x_400mf", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_v2_s", "resnext50_32x4d")] + [
+    ("specs/torchvision/inception_v3.yaml", (3, 299, 299)),
+    ("specs/torchvision/alexnet.yaml", (3, 224, 224)),
+    ("specs/torchvision/vgg11_bn.yaml", (3, 32, 32)),
+    ("specs/torchvision/vit_b_32.yaml", (3, 224, 224)),
+    ("specs/googlenet.yaml", (3, 224, 224)),                   # the paper's: LRN, aux heads (eval: dropped)
+    ("specs/densenet121.yaml", (3, 64, 64)),
+]
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("ref,shape", SWEEP, ids=_id)
+def test_tools_agree_on_every_family(ref, shape):
     _check(ref, shape)
 
 
