@@ -29,6 +29,17 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 DEFAULT_ZOO = "specs"
 
 
+class Convention(str, Enum):
+    """--convention: whose count the totals column shows (archspec.analysis.conventions)."""
+
+    macs = "macs"
+    flops = "flops"
+    torchvision = "torchvision"
+    fvcore = "fvcore"
+    ptflops = "ptflops"
+    thop = "thop"
+
+
 class Format(str, Enum):
     table = "table"
     markdown = "markdown"
@@ -153,34 +164,52 @@ def stats(
     per_layer: bool = typer.Option(False, "--per-layer", help="one row per layer"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, markdown, csv or json"),
     input: Optional[str] = typer.Option(None, "--input", help="override the input size: C,H,W"),
+    convention: Convention = typer.Option(
+        Convention.macs, "--convention",
+        help="the totals column: macs, flops (2×MACs, FlopCounterMode), torchvision (the weights' _ops, "
+             "GMACs), fvcore, ptflops or thop (what that tool prints; docs/counting.md)"),
     allow_path: Optional[list[str]] = ALLOW_PATH,
     max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES,
 ) -> None:
     """Shapes, parameters, MACs and activations — statically, without torch.
 
-    MACs are multiply-accumulates of conv, linear and attention for one image (ResNet's "FLOPs")."""
+    MACs are multiply-accumulates of conv, linear and attention for one image (ResNet's "FLOPs");
+    --convention shows another counter's number instead (docs/counting.md)."""
     _allow(allow_path)
     _limits(max_nodes, max_edges)
     override = _parse_input(input)
     results = _guard(lambda: _compile_all(specs, override))
     from ..analysis import human
+    from ..analysis.conventions import CONVENTIONS, format_value, tally
+    cv = CONVENTIONS[convention.value]
+    tallies = _guard(lambda: [tally(g, st, cv.name) for _, g, st in results])
+    for (_, _, st), t in zip(results, tallies):  # one line per op that the convention cannot count
+        for op in dict.fromkeys(o for _, o, _ in t.not_modelled):
+            layers = [n for n, o, _ in t.not_modelled if o == op]
+            why = next(r for _, o, r in t.not_modelled if o == op)
+            print(f"{st.ref}: {cv.name} is n/a: {len(layers)} layer(s) of op '{op}' ({layers[0]}"
+                  f"{', …' if len(layers) > 1 else ''}) not modelled: {why}", file=sys.stderr)
     if fmt is Format.json:
         out = []
-        for net, g, st in results:
+        for (net, g, st), tl in zip(results, tallies):
             obj: dict[str, Any] = {"name": st.name, "ref": st.ref, "input": list(st.input),
                                    "output": list(st.output), "params": st.params, "weights": st.weights,
-                                   "macs": st.macs, "activations": st.activations, "neurons": st.neurons,
-                                   "receptive_field": list(st.rf)}
+                                   "macs": st.macs, cv.key: tl.total, "activations": st.activations,
+                                   "neurons": st.neurons, "receptive_field": list(st.rf)}
+            if tl.not_modelled:
+                obj[f"{cv.key}_not_modelled"] = [{"layer": n, "op": o, "reason": r} for n, o, r in tl.not_modelled]
             if st.aux:  # training-time outputs: the totals above leave them out
                 obj.update(params_with_aux=st.params_with_aux, weights_with_aux=st.weights_with_aux,
                            macs_with_aux=st.macs_with_aux, activations_with_aux=st.activations_with_aux,
+                           **({f"{cv.key}_with_aux": tl.total_with_aux} if cv.key != "macs" else {}),
                            aux=[{"name": a.name, "output": list(a.output), "loss_weight": a.loss_weight,
                                  "params": a.params, "macs": a.macs, "activations": a.activations}
                                 for a in st.aux])
             if per_layer:
                 obj["layers"] = [
                     {"name": ls.name, "op": ls.op, "output": list(ls.output), "params": ls.params,
-                     "weights": ls.weights, "macs": ls.macs, "activations": ls.activations,
+                     "weights": ls.weights, "macs": ls.macs, cv.key: tl.layers[ls.name],
+                     "activations": ls.activations,
                      "receptive_field": list(ls.rf), "jump": list(ls.jump), **({"aux": ls.aux} if ls.aux else {})}
                     for ls in st.layers if ls.op != "input"]
             out.append(obj)
@@ -188,30 +217,40 @@ def stats(
         return
     exact = fmt is Format.csv
     num = (lambda n: str(n)) if exact else human
+
+    def ops(v) -> str:  # a cell of the totals column, under the convention
+        return format_value(cv.name, v, exact, human)
+
     if per_layer:
-        header = ["network", "#", "layer", "op", "output", "params", "weights", "MACs", "activations", "RF"]
+        header = ["network", "#", "layer", "op", "output", "params", "weights", cv.column, "activations", "RF"]
         rows = []
-        for net, g, st in results:
+        for (net, g, st), tl in zip(results, tallies):
             for i, ls in enumerate(l for l in st.layers if l.op != "input"):
                 rf = str(ls.rf[0]) if ls.rf[0] == ls.rf[1] else f"{ls.rf[0]}×{ls.rf[1]}"
                 rows.append([st.name, str(i), ls.name, ls.op + (f" [{ls.aux}]" if ls.aux else ""),
-                             _shape(ls.output), num(ls.params), num(ls.weights), num(ls.macs),
+                             _shape(ls.output), num(ls.params), num(ls.weights), ops(tl.layers[ls.name]),
                              num(ls.activations), rf])
             rows.append([st.name, "", "total" + (" (inference)" if st.aux else ""), "", _shape(st.output),
-                         num(st.params), num(st.weights), num(st.macs), num(st.activations), ""])
+                         num(st.params), num(st.weights), ops(tl.total), num(st.activations), ""])
             if st.aux:
                 rows.append([st.name, "", "total with aux", "", _aux_outputs(st), num(st.params_with_aux),
-                             num(st.weights_with_aux), num(st.macs_with_aux), num(st.activations_with_aux), ""])
+                             num(st.weights_with_aux), ops(tl.total_with_aux), num(st.activations_with_aux), ""])
     else:
-        header = ["network", "spec", "input", "output", "params", "MACs", "activations"]
+        header = ["network", "spec", "input", "output", "params", cv.column, "activations"]
         rows = []
-        for net, g, st in results:
-            rows.append([st.name, st.ref, _shape(st.input), _shape(st.output), num(st.params), num(st.macs),
+        for (net, g, st), tl in zip(results, tallies):
+            rows.append([st.name, st.ref, _shape(st.input), _shape(st.output), num(st.params), ops(tl.total),
                          num(st.activations)])
             if st.aux:  # training-time outputs: one more row, the network with them
                 rows.append([f"{st.name} +aux", st.ref, _shape(st.input), _aux_outputs(st),
-                             num(st.params_with_aux), num(st.macs_with_aux), num(st.activations_with_aux)])
-    _emit_table(header, rows, fmt, title="MACs = multiply-accumulates per image (the ResNet paper's FLOPs)")
+                             num(st.params_with_aux), ops(tl.total_with_aux), num(st.activations_with_aux)])
+    title = ("MACs = multiply-accumulates per image (the ResNet paper's FLOPs)" if cv.name == "macs"
+             else f"{cv.column} = {cv.doc} (docs/counting.md)")
+    _emit_table(header, rows, fmt, title=title)
+
+
+#: the totals columns of the other conventions (right-aligned like MACs)
+_CONVENTION_COLUMNS = ("FLOPs", "_ops (GMACs)", "fvcore FLOPs", "ptflops MACs", "thop MACs")
 
 
 def _aux_outputs(st: Any) -> str:
@@ -235,7 +274,8 @@ def _emit_table(header: list[str], rows: list[list[str]], fmt: Format, title: st
         from rich.table import Table
         t = Table(title=title or None, title_justify="left", header_style="bold")
         for i, h in enumerate(header):
-            t.add_column(h, justify="right" if h in ("params", "weights", "MACs", "activations", "#", "RF", "Δ%") else "left")
+            t.add_column(h, justify="right" if h in ("params", "weights", "MACs", "activations", "#", "RF", "Δ%")
+                         or h in _CONVENTION_COLUMNS else "left")
         for r in rows:
             t.add_row(*r)
         _console().print(t)

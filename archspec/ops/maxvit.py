@@ -263,6 +263,21 @@ def _rpa_count(a: RelativePositionAttentionAttrs, ins: list[Shape], out: Shape) 
                   macs=3 * g * p * c * c + 2 * g * p * p * c + g * p * c * c)
 
 
+def _rpa_tool_counts(a: RelativePositionAttentionAttrs, ins: list[Shape], out: Shape) -> dict[str, int]:
+    """What other counters report for the helper module (archspec.analysis.conventions). fvcore:
+    aten::linear (to_qkv, merge) and its einsum handle for Q·Kᵀ and weights·V, which reads the
+    "Optimized FLOP count" that numpy.einsum_path prints (2·MACs + 1, to 4 significant digits) and
+    halves it: the MACs, rounded that way. thop: the two nn.Linear children. ptflops: the nn.Linear children
+    with their biases and F.softmax over the heads·P×P logits of every window (torch.einsum is not
+    among the ops it patches)."""
+    heads, s, n = _rpa_geom(a, ins[0])
+    g, p, c = ins[0]
+    linears = 4 * g * p * c * c
+    einsum = math.floor(float(f"{2 * g * p * p * c + 1:.3e}") / 2)  # fvcore's einsum_flop_jit
+    return {"fvcore": linears + 2 * einsum, "thop": linears,
+            "ptflops": linears + 4 * g * p * c + g * heads * p * p}
+
+
 def _rpa_emit(a: RelativePositionAttentionAttrs, ins: list[Shape], out: Shape) -> Emit:
     heads, s, n = _rpa_geom(a, ins[0])
     n_text = str(a.max_seq_len) if a.max_seq_len is not None else str(n)
@@ -279,6 +294,6 @@ register(OpDef(
         "(2s−1)²×heads table; shape unchanged. params = 4·C² + 4·C (to_qkv and merge, with biases) "
         "+ (2s−1)²·heads (the table; the index is a buffer); MACs = 3·G·P·C² (QKV) + G·P²·C (QKᵀ) "
         "+ G·P²·C (weights × V) + G·P·C² (merge).",
-    infer=_rpa_infer, count=_rpa_count, emit=_rpa_emit,
+    infer=_rpa_infer, count=_rpa_count, emit=_rpa_emit, tool_counts=_rpa_tool_counts,
     window=lambda a, i: Window(global_=True),
 ))

@@ -309,12 +309,21 @@ def _lrn_emit(a: LRNAttrs, ins: list[Shape], out: Shape) -> Emit:
     return Emit(module=f"nn.LocalResponseNorm({a.size}, alpha={a.alpha * a.size!r}, beta={a.beta!r}, k={a.k!r})")
 
 
+def _lrn_tool_counts(a: LRNAttrs, ins: list[Shape], out: Shape) -> dict[str, int]:
+    """What other counters report for nn.LocalResponseNorm (archspec.analysis.conventions): ptflops
+    counts what F.local_response_norm calls that it patches: x.mul(x), .mul(alpha), .add(k), one per
+    element each, and avg_pool3d over the squares padded to C + n − 1 channels, one per element of its
+    input; fvcore has a handle for none of its aten ops and thop no rule for the module."""
+    c, h, w = ins[0]
+    return {"fvcore": 0, "ptflops": 3 * numel(ins[0]) + (c + a.size - 1) * h * w, "thop": 0}
+
+
 register(OpDef(
     name="lrn", attrs=LRNAttrs, family="norm",
     doc="Local response normalisation (AlexNet §3.3): b = a / (k + α·Σ a²)^β over n neighbouring "
         "channels. Shape unchanged; no parameters; MACs 0.",
     infer=lambda a, ins: (_need_rank("lrn", ins[0], 3), ins[0])[1], emit=_lrn_emit,
-    positional=("size",),
+    positional=("size",), tool_counts=_lrn_tool_counts,
 ))
 
 

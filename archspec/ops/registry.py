@@ -182,6 +182,7 @@ InferFn = Callable[[Any, list[Shape]], Shape]
 CountFn = Callable[[Any, list[Shape], Shape], Counts]
 WindowFn = Callable[[Any, list[Shape]], Window | None]
 EmitFn = Callable[[Any, list[Shape], Shape], Emit]
+ToolCountsFn = Callable[[Any, list[Shape], Shape], dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,10 @@ class OpDef:
     internal: bool = False
     family: str = "other"
     tags: frozenset[str] = field(default_factory=frozenset)
+    #: what other counters report for one application of the op, where archspec.analysis.conventions
+    #: cannot derive it from what the op emits: ``{"fvcore": n, "ptflops": n, "thop": n}`` (any
+    #: subset); None: derived (or reported as not modelled, never a silent zero)
+    tool_counts: ToolCountsFn | None = None
 
     def check_arity(self, n: int) -> None:
         lo, hi = self.inputs

@@ -107,6 +107,30 @@ def _window_attention_v2_count(a: WindowAttentionAttrs, ins: list[Shape], out: S
                   shared_macs=shared)
 
 
+def _window_attention_tool_counts(v2: bool):
+    """What other counters report for the helper module (archspec.analysis.conventions), over the N
+    padded tokens, P per window. fvcore: its aten::linear (qkv, proj) and aten::matmul (Q·Kᵀ,
+    weights·V) handles, and the cpb_mlp's linears (V2): the MACs. thop: the nn.Linear children it
+    hooks (V2 calls F.linear with qkv's weight, so qkv never runs as a module; the cpb_mlp's
+    linears do). ptflops: the nn.Linear children with their biases, the matmuls it patches
+    (Tensor.matmul: V1's Q·Kᵀ and both versions' weights·V; V2's Q·Kᵀ is the @ operator, which it
+    does not see), F.softmax over the heads·P×P logits of every window, and V2's cpb_mlp (its ReLU
+    twice: module hook and F.relu)."""
+    def tool_counts(a: WindowAttentionAttrs, ins: list[Shape], out: Shape) -> dict[str, int]:
+        ph, pw, p, t, c = _geometry(a, ins[0])
+        n = ph * pw
+        qkv, proj, matmuls, softmax = 3 * n * c * c, n * c * c, 2 * n * p * c, n * a.heads * p
+        qkv_bias, proj_bias = 3 * n * c * a.qkv_bias, n * c * a.proj_bias
+        if not v2:
+            return {"fvcore": qkv + proj + matmuls, "thop": qkv + proj,
+                    "ptflops": qkv + qkv_bias + proj + proj_bias + matmuls + softmax}
+        cpb = t * 2 * CPB_HIDDEN + t * CPB_HIDDEN * a.heads  # Linear(2, 512), Linear(512, heads)
+        cpb_extra = t * CPB_HIDDEN + 2 * t * CPB_HIDDEN  # ptflops: the first linear's bias, the ReLU twice
+        return {"fvcore": qkv + proj + matmuls + cpb, "thop": proj + cpb,
+                "ptflops": proj + proj_bias + matmuls // 2 + softmax + cpb + cpb_extra}
+    return tool_counts
+
+
 def _fmt_list(v) -> str:
     """A pair as torchvision writes window_size and shift_size (``[7, 7]``), or a block's parameter by
     its name."""
@@ -320,6 +344,7 @@ register(OpDef(
         "(the relative position bias table; relative_position_index is a buffer).",
     infer=_window_attention_infer("shifted_window_attention"), count=_window_attention_count,
     emit=_window_attention_emit(SHIFTED_WINDOW_ATTENTION), window=_window_attention_window,
+    tool_counts=_window_attention_tool_counts(v2=False),
 ))
 
 register(OpDef(
@@ -337,6 +362,7 @@ register(OpDef(
         "relative_coords_table and relative_position_index are buffers.",
     infer=_window_attention_infer("shifted_window_attention_v2"), count=_window_attention_v2_count,
     emit=_window_attention_emit(SHIFTED_WINDOW_ATTENTION_V2), window=_window_attention_window,
+    tool_counts=_window_attention_tool_counts(v2=True),
 ))
 
 

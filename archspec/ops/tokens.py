@@ -158,6 +158,16 @@ def _ln_emit(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> Emit:
     return Emit(module=f"nn.LayerNorm({', '.join(args)})")
 
 
+def _ln_tool_counts(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> dict[str, int]:
+    """LayerNorm2d (over: channels on a C×H×W map), as other counters see it
+    (archspec.analysis.conventions): fvcore counts its aten::layer_norm, 4 per element, 5 with an
+    affine; ptflops and thop match module types exactly, and LayerNorm2d is not nn.LayerNorm: 0. An
+    nn.LayerNorm (every other case) is counted from what it emits."""
+    if not _chw(ins[0]):
+        return {}
+    return {"fvcore": numel(ins[0]) * (5 if a.affine else 4), "ptflops": 0, "thop": 0}
+
+
 register(OpDef(
     name="layernorm", attrs=LayerNormAttrs, family="norm",
     doc="Layer normalisation over the last dimension D (ViT's LN). Shape unchanged. params = 2·D "
@@ -165,7 +175,7 @@ register(OpDef(
         "it is an error unless over: channels asks for the C channels of each position (ConvNeXt's "
         "LayerNorm2d; params = 2·C). On a channels-last map (after permute) the last axis is C: "
         "nn.LayerNorm(C), either way.",
-    infer=_ln_infer, count=_ln_count, emit=_ln_emit, positional=("eps",),
+    infer=_ln_infer, count=_ln_count, emit=_ln_emit, positional=("eps",), tool_counts=_ln_tool_counts,
 ))
 
 
@@ -192,6 +202,19 @@ def _sa_count(a: SelfAttentionAttrs, ins: list[Shape], out: Shape) -> Counts:
                   macs=3 * t * d * d + t * t * d + t * t * d + t * d * d)
 
 
+def _sa_tool_counts(a: SelfAttentionAttrs, ins: list[Shape], out: Shape) -> dict[str, int]:
+    """What other counters report for nn.MultiheadAttention (archspec.analysis.conventions): fvcore
+    sees the in and out projections (aten::linear) and no handle for scaled_dot_product_attention;
+    ptflops applies its multihead_attention_counter_hook (Q scaling, projections with biases,
+    QKᵀ, softmax, AV); thop has no rule for it, and its out_proj is a
+    NonDynamicallyQuantizableLinear, not the nn.Linear thop's table names."""
+    t, d = ins[0]
+    hd = d // a.heads
+    return {"fvcore": 4 * t * d * d,
+            "ptflops": t * d + 3 * t * d * d + 3 * t * d + a.heads * (2 * t * t * hd + t * t) + t * d * (d + 1),
+            "thop": 0}
+
+
 def _sa_emit(a: SelfAttentionAttrs, ins: list[Shape], out: Shape) -> Emit:
     args = [str(ins[0][1]), str(a.heads)]
     if a.dropout or hasattr(a.dropout, "expr"):  # a rate given by name is written by name
@@ -207,7 +230,7 @@ register(OpDef(
         "an output projection. Shape (T, D) unchanged. params = 4·D² + 4·D (Q, K, V and output "
         "projections with biases); MACs = 3·T·D² (QKV) + T²·D (scores) + T²·D (weighted sum) + "
         "T·D² (output projection).",
-    infer=_sa_infer, count=_sa_count, emit=_sa_emit, positional=("heads",),
+    infer=_sa_infer, count=_sa_count, emit=_sa_emit, positional=("heads",), tool_counts=_sa_tool_counts,
     window=lambda a, i: Window(global_=True),
 ))
 
