@@ -130,7 +130,7 @@ def analyse(graph: Graph, ref: str = "") -> NetStats:
 
 def module_totals(graph: Graph, stats: NetStats, path: str) -> dict[str, object] | None:
     """Totals of a named layer (a node or a module such as ``layer2`` or ``inception_3a``)."""
-    nid = graph.named.get(path, path if path in graph.g else None)
+    nid = graph.named.get(path, path if path in graph else None)
     if nid is None and path not in graph.modules:
         return None
     members = {n.id for n in graph.members(path)}
