@@ -148,3 +148,21 @@ def test_mutated_specs_load_or_fail_the_same():
             else:
                 text = text[:i] + " " * rng.randint(1, 3) + text[i:]
         same(text)
+
+
+def test_a_file_loaded_again_is_parsed_once_and_handed_out_as_a_copy(tmp_path: Path, monkeypatch):
+    f = tmp_path / "lib.yaml"
+    f.write_text("blocks:\n  B: {body: [relu, {conv: {out: 8}}]}\ninclude: [a.yaml]\n")
+    first = yamlio.load_yaml(f)
+    parses = []
+    real = yamlio.loads_yaml
+    monkeypatch.setattr(yamlio, "loads_yaml", lambda *a, **k: parses.append(1) or real(*a, **k))
+    dict.__setitem__(first, "include", ["changed"])  # what the loader does with the document it gets
+    first["blocks"]["B"]["body"].append("x")
+    first.key_marks.clear()
+    second = yamlio.load_yaml(f)
+    assert parses == []
+    assert tree(second) == tree(loads_yaml(f.read_text(), filename=str(f), fast=False))
+    assert second is not first and second["blocks"] is not first["blocks"]
+    f.write_text("blocks: {}\n")  # changed on disk: read and parsed again
+    assert yamlio.load_yaml(f) == {"blocks": {}} and parses == [1]

@@ -585,7 +585,40 @@ def load_yaml(
                 hint="save the spec as UTF-8",
                 code="encoding",
             ) from None
-    return loads_yaml(text, filename=name)
+    key = (name, text)
+    doc = _LOADED.get(key, _MISSING)
+    if doc is _MISSING:
+        doc = loads_yaml(text, filename=name)
+        if len(text) <= _LOADED_MAX_CHARS:
+            if len(_LOADED) >= _LOADED_MAX:
+                _LOADED.clear()
+            _LOADED[key] = doc
+    return _copy(doc)  # the caller's own containers: the cached document is never handed out
+
+
+#: documents already loaded, by (file name, text): a block library that many specs include is read
+#: (the file, every time: it may have changed) but parsed once per process; bounded
+_LOADED: dict[tuple[str, str], Any] = {}
+_LOADED_MAX = 256
+_LOADED_MAX_CHARS = 1 << 20
+_MISSING = object()
+
+
+def _copy(v: Any) -> Any:
+    """A copy of a loaded document: new containers with their own mark tables; the scalars and
+    (frozen) marks are shared."""
+    t = type(v)
+    if t is LocDict:
+        out = LocDict.__new__(LocDict)
+        dict.update(out, {k: _copy(x) for k, x in v.items()})
+        out.mark, out.key_marks, out.value_marks, out.raw = v.mark, dict(v.key_marks), dict(v.value_marks), dict(v.raw)
+        return out
+    if t is LocList:
+        out = LocList.__new__(LocList)
+        list.extend(out, [_copy(x) for x in v])
+        out.mark, out.item_marks, out.raw = v.mark, list(v.item_marks), dict(v.raw)
+        return out
+    return v
 
 
 def _walk(root: Any, path: Sequence[str | int]) -> tuple[Mark | None, Any, Any, bool]:
