@@ -89,7 +89,9 @@ def analyse(graph: Graph, ref: str = "") -> NetStats:
     for node in graph.nodes():
         opdef = REGISTRY[node.op]
         counts = opdef.count(node.attrs, node.in_shapes, node.shape)
-        if node.inputs:
+        if len(node.inputs) == 1:  # most nodes: the input's own field and stride
+            r_in, j_in = rf[node.inputs[0]]
+        elif node.inputs:
             r_in = tuple(max(rf[i][0][a] for i in node.inputs) for a in range(2))
             j_in = tuple(max(rf[i][1][a] for i in node.inputs) for a in range(2))
         else:
@@ -130,7 +132,7 @@ def analyse(graph: Graph, ref: str = "") -> NetStats:
 
 def module_totals(graph: Graph, stats: NetStats, path: str) -> dict[str, object] | None:
     """Totals of a named layer (a node or a module such as ``layer2`` or ``inception_3a``)."""
-    nid = graph.named.get(path, path if path in graph.g else None)
+    nid = graph.named.get(path, path if path in graph else None)
     if nid is None and path not in graph.modules:
         return None
     members = {n.id for n in graph.members(path)}

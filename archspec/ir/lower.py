@@ -27,13 +27,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from .._gc import paused_gc
-from ..errors import Mark, SpecError
+from ..errors import Mark, SpecError, format_path
 from ..limits import limits
 from ..load.loader import REQUIRED, TYPES, Block, Network, pydantic_error
 from ..ops import REGISTRY, OpError, Shape, channel_axis, get_op, is_channels_last, like
 from ..spec.expr import ExprError, parse, to_python
 from ..spec.yamlio import LocDict, LocList
-from .graph import AuxOutput, Graph, ModuleInfo, Node
+from .graph import AuxOutput, Graph, ModuleInfo, Node, make_node
+from .graph import _shape as _shape_field
 from .sym import Sym, SymFloat, SymPair, has_sym, plain
 
 __all__ = ["lower", "META_KEYS", "MERGES"]
@@ -216,6 +217,7 @@ class Lowerer:
         self.graph = Graph(net.name, net.input)
         self.globals = dict(net.env)
         self.depth = 0
+        self.deepest = 0  # the deepest self.depth so far (reset by Lowerer.body to measure one body)
         self.active_cells: set[str] = set()
         self.sym_shapes: dict[str, tuple] = {}
         self.guards: list[str] = []
@@ -223,6 +225,8 @@ class Lowerer:
         self.limits = limits()
         self.edges = 0  # inputs over all nodes so far
         self.empty_repetitions = 0  # repeat: iterations that lowered to no node (a false when:)
+        self.bodies: dict[tuple, _Body] = {}  # lowered block bodies, to replay (Lowerer.body)
+        self.recordings: list[_Body] = []  # the bodies being lowered now, outermost first
         if symbolic and isinstance(self.globals.get("num_classes"), int):
             self.globals["num_classes"] = Sym(self.globals["num_classes"], "num_classes")
 
@@ -287,6 +291,9 @@ class Lowerer:
         """Refuse, before lowering anything, a repetition that would take the graph past the limits
         (archspec.limits): one that lowers to at least ``nodes`` nodes and ``edges`` inputs."""
         lim = self.limits
+        for rec in self.recordings:  # what a replay of the block being recorded must leave room for
+            rec.need_nodes = max(rec.need_nodes, len(self.graph) - rec.nodes0 + nodes)
+            rec.need_edges = max(rec.need_edges, self.edges - rec.edges0 + edges)
         if nodes > lim.max_nodes - len(self.graph):
             raise self.err(f"{what} gives at least {nodes:,} more nodes, {len(self.graph) + nodes:,} in all; "
                            f"a network may have at most {lim.max_nodes:,}", mark, path,
@@ -360,6 +367,8 @@ class Lowerer:
     def layer(self, expr: Any, x: str, fr: Frame, env: dict, mark: Mark | None, path: tuple,
               name: str | None) -> str:
         self.depth += 1
+        if self.depth > self.deepest:
+            self.deepest = self.depth
         try:
             if self.depth > MAX_DEPTH:
                 raise self.err("layers nest too deeply (a block or cell that uses itself?)", mark, path,
@@ -958,7 +967,7 @@ class Lowerer:
         self.block_inputs = getattr(self, "block_inputs", [])
         self.block_inputs.append((inputs[0], bfr.path))
         try:
-            out = self.layer(blk.body, inputs[0], bfr, benv, body_mark, ("blocks", blk.name, "body"), None)
+            out = self.body(blk, bound, inputs[0], bfr, benv, body_mark)
             if out == inputs[0]:
                 out = self.emit_node("identity", {}, [out], bfr, benv, body_mark, ("blocks", blk.name, "body"),
                                      None, cmark)
@@ -972,6 +981,40 @@ class Lowerer:
         self.graph.modules[bfr.path].output = out
         fr.names[local] = out
         self.graph.named[bfr.path] = out
+        return out
+
+    def body(self, blk: Block, bound: dict[str, Any], x: str, bfr: Frame, benv: dict, body_mark: Mark | None) -> str:
+        """Lower the body of one instance of ``blk`` (frame ``bfr``, input ``x``); return its output.
+
+        What a body lowers to depends only on the block, its arguments, its input's shape (and
+        layout), the cells being expanded and how deep the call is (globals are the network's), so a
+        second instance that agrees on all of them is the first one's nodes, modules and names
+        again under its own path: they are copied, not lowered again (a ResNet's identical
+        bottlenecks, a ViT's encoder layers). Copies are made when lowering for stats and checks
+        only (code generation lowers everything) and only where the limits leave room for every
+        check the lowering would make; anything the replay cannot reproduce is lowered as before."""
+        path = ("blocks", blk.name, "body")
+        key = None if self.symbolic else _body_key(blk, bound, self.shape(x), self)
+        done = self.bodies.get(key) if key is not None else None
+        if done is not None and done.captured(self) and done.fits(self):
+            return done.replay(self, bfr.path, x)
+        graph = self.graph
+        rec = _Body(len(graph), self.edges, self.empty_repetitions, len(graph.modules), len(graph.named),
+                    len(graph.layer_expects), len(graph.aux), len(graph.training_only))
+        self.recordings.append(rec)
+        deepest, self.deepest = self.deepest, self.depth
+        try:
+            out = self.layer(blk.body, x, bfr, benv, body_mark, path, None)
+        finally:
+            self.recordings.pop()
+            rec.deepest = self.deepest
+            self.deepest = max(deepest, self.deepest)
+        # a body that went deep is lowered every time: near Python's recursion limit, how deep the
+        # stack already is could decide whether lowering it again succeeds
+        if key is not None and done is None and out != x and rec.deepest <= _REPLAY_DEPTH:
+            rec.finish(self, bfr.path, x, out)
+            rec.keep = bound  # what the key names by identity stays alive as long as the record
+            self.bodies[key] = rec
         return out
 
     def bind(self, blk: Block, args: Any, env: dict, mark: Mark | None, path: tuple) -> tuple[dict[str, Any], list[str]]:
@@ -1081,7 +1124,7 @@ class Lowerer:
                            cmark or mark, path, "raise the limit with --max-edges N", "limit")
         values = {k: self.value(v, env, _mark_of(raw_args, k, mark), path + (k,)) for k, v in attrs.items()}
         try:
-            typed = opdef.attrs.model_validate(values)
+            typed = _typed_attrs(opdef, values)
         except ValidationError as err:
             e = pydantic_error(err, raw_args if isinstance(raw_args, dict) else values, path,
                                opdef.attrs.model_fields)
@@ -1107,9 +1150,9 @@ class Lowerer:
             raise self.err(e.message, m or mark, path + ((e.attr,) if e.attr and isinstance(raw_args, dict) and e.attr in raw_args else ()),
                            e.hint, e.code) from None
         local = fr.claim(name if name is not None else _hint(hint or opname), name is not None, cmark, path)
-        node = Node(id=fr.child_path(local), op=opname, attrs=typed, inputs=inputs, in_shapes=in_shapes,
-                    shape=shape, scope=fr.path, local=local, mark=cmark or mark,
-                    spec_path=_fmt(path))
+        # every field already has its type: Node(...) would validate them to the same values
+        node = make_node(fr.child_path(local), opname, typed, list(inputs), [_shape_field(s) for s in in_shapes],
+                         _shape_field(shape), fr.path, local, cmark or mark, _fmt(path))
         if self.symbolic:
             node.sym_attrs, node.sym_in = sym_typed, sym_in
             node.guards, node.skipped = tuple(self.guards), skipped
@@ -1131,9 +1174,59 @@ def _hint(name: str) -> str:
     return {"concat": "cat", "global_avgpool": "avgpool", "adaptive_avgpool": "avgpool"}.get(name, name)
 
 
+#: formatted key paths, for paths of plain str and int parts only (no two such paths are equal
+#: unless they format the same); bounded, and dropped when full
+_FMT_CACHE: dict[tuple, str] = {}
+_CACHE_MAX = 16384
+
+
 def _fmt(path: tuple) -> str:
-    from ..errors import format_path
-    return format_path(path)
+    text = _FMT_CACHE.get(path)
+    if text is not None:
+        return text
+    text = format_path(path)
+    if all(type(p) is str or type(p) is int for p in path):
+        if len(_FMT_CACHE) >= _CACHE_MAX:
+            _FMT_CACHE.clear()
+        _FMT_CACHE[path] = text
+    return text
+
+
+def _frozen(v: Any) -> Any:
+    """A hashable stand-in for an attribute value that equals another's only if the two are the same
+    value of the same type (``1``, ``1.0``, ``True`` and ``-0.0``, ``0.0`` differ); ``None`` if ``v``
+    is not plain data (a symbolic number, a mapping)."""
+    t = type(v)
+    if t is int or t is str or t is bool or v is None:
+        return (t, v)
+    if t is float:
+        return (t, repr(v))
+    if t is list or t is tuple:
+        items = tuple(_frozen(x) for x in v)
+        return None if None in items else (t, items)
+    return None
+
+
+#: validated attributes by (op, values): lowering validates the same few attributes over and over
+#: (every 3x3 conv of a ResNet); Attrs are frozen, so nodes can share one instance
+_ATTRS_CACHE: dict[tuple, Any] = {}
+
+
+def _typed_attrs(opdef: Any, values: dict[str, Any]) -> Any:
+    """``opdef.attrs.model_validate(values)``, memoised for plain values."""
+    key: Any = (opdef.name, opdef.attrs)
+    for k, v in values.items():
+        f = _frozen(v)
+        if f is None:
+            return opdef.attrs.model_validate(values)
+        key += (k, f)
+    typed = _ATTRS_CACHE.get(key)
+    if typed is None:
+        typed = opdef.attrs.model_validate(values)
+        if len(_ATTRS_CACHE) >= _CACHE_MAX:
+            _ATTRS_CACHE.clear()
+        _ATTRS_CACHE[key] = typed
+    return typed
 
 
 def _mark_of(container: Any, key: Any, default: Mark | None) -> Mark | None:
@@ -1197,6 +1290,156 @@ def _last_path(g: Graph, out: str, fr: Frame, name: str | None) -> str:
     if name is not None:
         return fr.child_path(name)
     return out
+
+
+def _key_part(v: Any) -> Any:
+    """A hashable stand-in for a block argument that equals another's only if lowering cannot tell
+    the two apart: plain data by value and type (``1``, ``1.0``, ``True`` differ); a mapping or list
+    from the spec, which carries source marks, by identity; ``None`` if ``v`` is something else."""
+    t = type(v)
+    if t is int or t is str or t is bool or v is None:
+        return (t, v)
+    if t is float:
+        return (t, repr(v))
+    if t is list or t is tuple:
+        items = tuple(_key_part(x) for x in v)
+        return None if None in items else (t, items)
+    if t is dict:
+        items = tuple((_key_part(k), _key_part(x)) for k, x in v.items())
+        return None if any(a is None or b is None for a, b in items) else (t, items)
+    if t is LocDict or t is LocList:
+        return (t, id(v))
+    return None
+
+
+def _body_key(blk: Block, bound: dict[str, Any], shape: Shape, lw: Lowerer) -> tuple | None:
+    """What the lowering of one instance of ``blk``'s body depends on (Lowerer.body)."""
+    args = _key_part(bound)
+    if args is None:
+        return None
+    return (blk.name, id(blk), args, type(shape), tuple(shape), frozenset(lw.active_cells), lw.depth,
+            lw.block_depth)
+
+
+#: the deepest nesting (Lowerer.depth) a replayed body may reach: far below both MAX_DEPTH and the
+#: depth at which Python's recursion limit could stop a lowering
+_REPLAY_DEPTH = 40
+
+
+class _Body:
+    """One lowering of a block's body, recorded relative to the block's path so that it can be
+    replayed for another instance: its nodes, modules, named layers and layer expectations, and
+    what it added to the counters the limits read."""
+
+    def __init__(self, nodes0: int, edges0: int, empty0: int, modules0: int, named0: int, expects0: int,
+                 aux0: int, training0: int) -> None:
+        self.nodes0, self.edges0, self.empty0 = nodes0, edges0, empty0
+        self.modules0, self.named0, self.expects0, self.aux0, self.training0 = (modules0, named0, expects0,
+                                                                               aux0, training0)
+        self.need_nodes = 0  # the most nodes a budget check asked room for, counted from nodes0
+        self.need_edges = 0
+        self.keep: Any = None
+
+    def finish(self, lw: Lowerer, base: str, x: str, out: str) -> None:
+        """The body has been lowered: note where its additions end (they are read at the first replay)."""
+        g = lw.graph
+        self.base, self.x, self.out_id = base, x, out
+        self.nodes1 = len(g)
+        self.tails = (_tail(g.modules, len(g.modules) - self.modules0), _tail(g.named, len(g.named) - self.named0),
+                      _tail(g.layer_expects, len(g.layer_expects) - self.expects0))
+        self.ok = None if len(g.aux) == self.aux0 and len(g.training_only) == self.training0 else False
+        self.d_nodes = len(g) - self.nodes0
+        self.d_edges = lw.edges - self.edges0
+        self.d_empty = lw.empty_repetitions - self.empty0
+
+    def captured(self, lw: Lowerer) -> bool:
+        """Is the recording one that can be replayed? (Made relative to its block at the first ask.)"""
+        if self.ok is None:
+            self.ok = self.capture(lw)
+            del self.tails
+        return self.ok
+
+    def capture(self, lw: Lowerer) -> bool:
+        """Keep what the body added, relative to its block's path; False if it is not all below it."""
+        g = lw.graph
+        base, x, out = self.base, self.x, self.out_id
+        prefix = base + "."
+        n = len(prefix)
+
+        def rel(v: str) -> str | None:  # '' stands for x, '.tail' for base + '.tail'
+            if v == x:
+                return ""
+            return v[n - 1:] if v.startswith(prefix) else None
+
+        nodes = []
+        for nid in g._order[self.nodes0:self.nodes1]:
+            node = g.node(nid)
+            rid, ins = rel(nid), [rel(i) for i in node.inputs]
+            scope = "" if node.scope == base else rel(node.scope)
+            if not rid or scope is None or None in ins or node.scope == x:
+                return False
+            nodes.append((rid, node.op, node.attrs, ins, node.in_shapes, node.shape, scope, node.local, node.mark,
+                          node.spec_path))
+        modules, named, expects = self.tails
+        for table in (modules, named, expects):
+            if any(not rel(k) for k, _ in table):
+                return False
+        if any(rel(v) is None for _, v in named) or rel(out) is None:
+            return False
+        if any(rel(m.input) is None or (m.output and rel(m.output) is None) for _, m in modules):
+            return False
+        self.nodes = nodes
+        self.modules = [(rel(k), m, rel(m.input), rel(m.output) if m.output else None) for k, m in modules]
+        self.named = [(rel(k), rel(v)) for k, v in named]
+        self.expects = [(rel(k), v) for k, v in expects]
+        self.out = rel(out)
+        return True
+
+    def fits(self, lw: Lowerer) -> bool:
+        """Would lowering the body again pass every limit check it makes? (If not, it is lowered, and
+        fails where it fails.)"""
+        lim, nodes = lw.limits, len(lw.graph)
+        return (nodes + max(self.d_nodes, self.need_nodes) <= lim.max_nodes
+                and lw.edges + max(self.d_edges, self.need_edges) <= lim.max_edges
+                and nodes + self.d_nodes + lw.empty_repetitions + self.d_empty <= lim.max_nodes)
+
+    def replay(self, lw: Lowerer, base: str, x: str) -> str:
+        """Add the recorded body again as the body of block instance ``base`` whose input is ``x``."""
+        g = lw.graph
+
+        def full(r: str) -> str:
+            return base + r if r else x
+
+        for rid, op, attrs, ins, in_shapes, shape, scope, local, mark, spec_path in self.nodes:
+            g.add(make_node(base + rid, op, attrs, [base + i if i else x for i in ins], list(in_shapes), shape,
+                            base + scope, local, mark, spec_path))
+        for r, m, r_in, r_out in self.modules:
+            copy = m.model_copy()  # its own __dict__ and fields-set: then the paths are this instance's
+            d = copy.__dict__
+            d["path"], d["input"] = base + r, full(r_in)
+            if r_out is not None:
+                d["output"] = full(r_out)
+            d["args"], d["given"], d["sym_args"] = dict(m.args), list(m.given), dict(m.sym_args)
+            g.modules[base + r] = copy
+        for r, v in self.named:
+            g.named[base + r] = full(v)
+        for r, v in self.expects:
+            g.layer_expects[base + r] = v
+        lw.edges += self.d_edges
+        lw.empty_repetitions += self.d_empty
+        return full(self.out)
+
+
+def _tail(d: dict, k: int) -> list[tuple[Any, Any]]:
+    """The last ``k`` items of ``d``, in order."""
+    if k <= 0:
+        return []
+    out = []
+    for item in reversed(d.items()):
+        out.append(item)
+        if len(out) == k:
+            break
+    return out[::-1]
 
 
 def lower(net: Network, symbolic: bool = False) -> Graph:

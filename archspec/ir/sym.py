@@ -180,7 +180,10 @@ def plain(v: Any) -> Any:
     if isinstance(v, SymFloat):
         return float.__float__(v)
     if isinstance(v, tuple):
-        return like(v, [plain(x) for x in v])  # a channels-last shape stays one
+        for x in v:
+            if type(x) is not int:
+                return like(v, [plain(x) for x in v])  # a channels-last shape stays one
+        return v  # plain ints already (a shape outside code generation): the tuple is its own plain copy
     if isinstance(v, list):
         return [plain(x) for x in v]
     return v

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -362,29 +363,97 @@ def _syntax_error(err: yaml.YAMLError, text: str, filename: str) -> SpecError:
     return SpecError(f"invalid YAML: {err}", mark=Mark(filename, 1, 1), code="yaml_syntax")
 
 
-def loads_yaml(text: str, *, filename: str = "<string>") -> Any:
-    """Parse one YAML document from ``text``; marks name ``filename``."""
+# libyaml's parser (PyYAML's C extension), when PyYAML was built with it, with PyYAML's own Python
+# composer, resolver and constructor on top: the events are the same as the pure-Python parser's,
+# about ten times faster. The composer stays in Python so that deep nesting is still a RecursionError,
+# never a C stack overflow. Anything the fast path does not accept (a syntax error, an unknown
+# alias, a control character, ...) is parsed again by the pure-Python loader, so every error and its
+# mark are exactly those of PyYAML; tests/test_yamlio_fast.py checks that both paths agree.
+try:
+    from yaml.composer import Composer
+    from yaml.constructor import SafeConstructor
+    from yaml.cyaml import CParser
+    from yaml.resolver import Resolver
+
+    class _FastLoader(CParser, Composer, SafeConstructor, Resolver):  # type: ignore[misc]
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+        # CParser has its own C composer under these names; the Python one is used instead
+        check_node = Composer.check_node
+        get_node = Composer.get_node
+        get_single_node = Composer.get_single_node
+except (ImportError, AttributeError):  # PyYAML without libyaml: the pure-Python loader only
+    _FastLoader = None  # type: ignore[assignment,misc]
+
+#: what the fast path leaves to the reference, where PyYAML and libyaml part ways (found by fuzzing
+#: the zoo's specs, tests/test_yamlio_fast.py): a character PyYAML's reader rejects; a tab (libyaml
+#: takes some where PyYAML wants indentation or a value); a '?' (libyaml takes it inside a flow
+#: plain scalar); a byte-order mark inside the text (libyaml counts it in the columns after it); a
+#: tag (they end a tag at different characters): a '!' that is not the '!=' of an expression, or
+#: one where a node starts; an empty value in a flow collection (marked at different columns).
+#: No spec in the zoo has any of them.
+_REFERENCE_ONLY = re.compile(yaml.reader.Reader.NON_PRINTABLE.pattern
+                             + r"|[\t?\ufeff]|!(?!=)|(?:^|[\[{,:\-])[ ]*!|[:,][ ]*[,}\]]", re.MULTILINE)
+
+
+def _compose(loader: Any, filename: str) -> Node | None:
+    """The one document of the stream ``loader`` reads (``None`` if empty)."""
+    loader.get_event()  # StreamStartEvent
+    root: Node | None = None
+    if not loader.check_event(StreamEndEvent):
+        root = loader.compose_document()
+    if not loader.check_event(StreamEndEvent):
+        event = loader.get_event()
+        m = event.start_mark
+        raise SpecError(
+            "a spec file holds one YAML document",
+            mark=Mark(filename, m.line + 1, m.column + 1),
+            hint="remove the '---' separator or split the file",
+            code="yaml_multi_document",
+        )
+    return root
+
+
+def _compose_fast(text: str, filename: str) -> tuple[Any, Node | None] | None:
+    """``(loader, root)`` from the fast path, or ``None`` when the text must go the reference way."""
+    if _FastLoader is None or _REFERENCE_ONLY.search(text):
+        return None
+    try:
+        loader = _FastLoader(text)
+    except Exception:
+        return None
+    try:
+        return loader, _compose(loader, filename)
+    except Exception:  # an error of any kind: the reference path reports it, with PyYAML's words
+        loader.dispose()
+        return None
+
+
+def loads_yaml(text: str, *, filename: str = "<string>", fast: bool = True) -> Any:
+    """Parse one YAML document from ``text``; marks name ``filename``.
+
+    ``fast=False`` parses with PyYAML's pure-Python loader only (the reference the fast path is
+    tested against); the result is the same either way."""
     if text.startswith("\ufeff"):
         text = text[1:]
+    done = _compose_fast(text, filename) if fast else None
+    if done is not None:
+        loader, root = done
+        try:
+            return _convert(loader, root, filename)
+        finally:
+            loader.dispose()
     try:
         loader = yaml.SafeLoader(text)
     except yaml.YAMLError as err:  # the reader rejects control characters up front
         raise _syntax_error(err, text, filename) from None
     try:
         try:
-            loader.get_event()  # StreamStartEvent
-            root: Node | None = None
-            if not loader.check_event(StreamEndEvent):
-                root = loader.compose_document()
-            if not loader.check_event(StreamEndEvent):
-                event = loader.get_event()
-                m = event.start_mark
-                raise SpecError(
-                    "a spec file holds one YAML document",
-                    mark=Mark(filename, m.line + 1, m.column + 1),
-                    hint="remove the '---' separator or split the file",
-                    code="yaml_multi_document",
-                )
+            root = _compose(loader, filename)
         except yaml.YAMLError as err:
             raise _syntax_error(err, text, filename) from None
         except RecursionError:
@@ -393,13 +462,17 @@ def loads_yaml(text: str, *, filename: str = "<string>") -> Any:
                 mark=Mark(filename, 1, 1),
                 code="yaml_too_large",
             ) from None
-        if root is None:
-            return None
-        conv = _Converter(loader, filename)
-        conv.measure(root)
-        return conv.convert(root)
+        return _convert(loader, root, filename)
     finally:
         loader.dispose()
+
+
+def _convert(loader: Any, root: Node | None, filename: str) -> Any:
+    if root is None:
+        return None
+    conv = _Converter(loader, filename)
+    conv.measure(root)
+    return conv.convert(root)
 
 
 #: Largest spec file archspec reads, in bytes; the environment variable ``ARCHSPEC_MAX_SPEC_BYTES``
@@ -512,7 +585,40 @@ def load_yaml(
                 hint="save the spec as UTF-8",
                 code="encoding",
             ) from None
-    return loads_yaml(text, filename=name)
+    key = (name, text)
+    doc = _LOADED.get(key, _MISSING)
+    if doc is _MISSING:
+        doc = loads_yaml(text, filename=name)
+        if len(text) <= _LOADED_MAX_CHARS:
+            if len(_LOADED) >= _LOADED_MAX:
+                _LOADED.clear()
+            _LOADED[key] = doc
+    return _copy(doc)  # the caller's own containers: the cached document is never handed out
+
+
+#: documents already loaded, by (file name, text): a block library that many specs include is read
+#: (the file, every time: it may have changed) but parsed once per process; bounded
+_LOADED: dict[tuple[str, str], Any] = {}
+_LOADED_MAX = 256
+_LOADED_MAX_CHARS = 1 << 20
+_MISSING = object()
+
+
+def _copy(v: Any) -> Any:
+    """A copy of a loaded document: new containers with their own mark tables; the scalars and
+    (frozen) marks are shared."""
+    t = type(v)
+    if t is LocDict:
+        out = LocDict.__new__(LocDict)
+        dict.update(out, {k: _copy(x) for k, x in v.items()})
+        out.mark, out.key_marks, out.value_marks, out.raw = v.mark, dict(v.key_marks), dict(v.value_marks), dict(v.raw)
+        return out
+    if t is LocList:
+        out = LocList.__new__(LocList)
+        list.extend(out, [_copy(x) for x in v])
+        out.mark, out.item_marks, out.raw = v.mark, list(v.item_marks), dict(v.raw)
+        return out
+    return v
 
 
 def _walk(root: Any, path: Sequence[str | int]) -> tuple[Mark | None, Any, Any, bool]:
