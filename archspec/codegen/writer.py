@@ -184,7 +184,7 @@ def _render_ref(ref: str, out_dir: Path) -> list[tuple[Output, str, str]]:
         target = output_path(net.file, out_dir, net.name, many)
         # the training script beside the module: train_<module>.py imports <module>.py
         script = target.with_name(f"train_{target.name}")
-        text = wrap_long_lines(render("train.py.j2", **train_context(net, target.name, src.class_name, display,
+        text = wrap_long_lines(render("train_script.py.j2", **train_context(net, target.name, src.class_name, display,
                                                                      src.graph)))
         items.append((Output(target, _check_python(src.text, net), src), net.ref, net.file))
         items.append((Output(script, _check_python(text, net), src, kind="train"), net.ref, net.file))
