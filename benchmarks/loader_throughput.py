@@ -92,11 +92,12 @@ def loader_alone(a, loader: str) -> dict:
     argv = ["--data", f"imagefolder:{a.make_folder}", "--loader", loader, "--workers",
             str(a.workers), "--batch-size", str(a.batch_size), "--device", a.device]
     argv += ["--input-size", str(a.input_size)] if a.input_size else []
-    args = mod.parse_args(argv)
-    shape = mod.INPUT_SHAPE if args.input_size is None else (3, args.input_size, args.input_size)
+    rt, net = mod.load_runtime(), mod.network()
+    args = rt.parse_args(net, argv)
+    shape = net.input_shape if args.input_size is None else (3, args.input_size, args.input_size)
     device = torch.device(a.device)
     torch.manual_seed(0)
-    train, _, _ = mod.make_data(args, shape, 0, 1, device)
+    train, _, _ = rt.make_data(net, args, shape, 0, 1, device)
     n, t0, first = 0, time.perf_counter(), None
     for x, y in train.batches():
         x = x.to(device, non_blocking=True)

@@ -56,7 +56,8 @@ def same_loop(a) -> list[dict]:
     import torchvision
 
     script = load(ROOT / "generated/torchvision/train_resnet50.py", "train_resnet50_tv")
-    generated = script.load_model_module()
+    rt_mod, net = script.load_runtime(), script.network()  # archspec_train.py beside it
+    generated = rt_mod.load_model_module(net)
     reference = types.SimpleNamespace(build=lambda num_classes: torchvision.models.resnet50(num_classes=num_classes))
     rows = []
     for config in a.configs:
@@ -65,10 +66,10 @@ def same_loop(a) -> list[dict]:
         mem = {}
         for _ in range(a.rounds):
             for label, module in (("generated", generated), ("torchvision", reference)):
-                args = script.parse_args(loop_args(script, a, fast))
-                rt = script.Runtime(args)
+                args = rt_mod.parse_args(net, loop_args(script, a, fast))
+                rt = rt_mod.Runtime(args)
                 shape = script.INPUT_SHAPE if a.input_size is None else (3, a.input_size, a.input_size)
-                res = script.benchmark(args, rt, module, shape)
+                res = rt_mod.benchmark(net, args, rt, module, shape)
                 ips[label].append(res["images_per_s"])
                 mem[label] = res["peak_memory_mb"]
                 if torch.cuda.is_available():

@@ -177,7 +177,7 @@ def test_build_is_byte_identical_across_runs_and_hash_seeds(tmp_path):
     assert _build([*specs, "-o", str(b)], {"PYTHONHASHSEED": "2"}).returncode == 0
     files_a = sorted(p.relative_to(a) for p in a.rglob("*.py"))
     assert files_a == sorted(p.relative_to(b) for p in b.rglob("*.py"))
-    assert len(files_a) == 16  # 8 modules and their train_*.py scripts
+    assert len(files_a) == 19  # 8 modules, their train_*.py scripts and 3 folders' archspec_train.py
     for f in files_a:
         assert (a / f).read_bytes() == (b / f).read_bytes()
     assert (a / "torchvision" / "resnet50.py").read_bytes() == (GENERATED / "torchvision" / "resnet50.py").read_bytes()
@@ -252,7 +252,7 @@ def test_strings_are_emitted_inert_and_running_the_module_creates_nothing(tmp_pa
     spec_.loader.exec_module(t)  # the training script: importing it runs nothing
     assert t.__doc__.splitlines()[0] == "Train Evil \'\'\' title {{ 7*7 }} // {% raw %} (inert) with the recipe of its paper."
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inert.yaml", "out"]
-    assert sorted(p.name for p in out.iterdir()) == ["inert.py", "train_inert.py"]
+    assert sorted(p.name for p in out.iterdir()) == ["archspec_train.py", "inert.py", "train_inert.py"]
 
 
 def test_init_follows_the_spec():
@@ -301,7 +301,7 @@ def test_forked_rendering_equals_one_process(tmp_path, monkeypatch):
     monkeypatch.setattr(writer, "_mp_methods", lambda: [])
     single = writer.render_specs(refs, tmp_path)
     assert [(o.path, o.kind, o.text) for o in forked] == [(o.path, o.kind, o.text) for o in single]
-    assert [o.source.stats.params for o in forked] == [o.source.stats.params for o in single]
+    assert [o.source.stats.params for o in forked if o.source] == [o.source.stats.params for o in single if o.source]
     # a failing file among many: the one-process error, the first in order
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\ninput: [3, 8, 8]\nnetwork: [{cnov: {out: 4}}]\n")

@@ -46,9 +46,10 @@ def test_strings_and_nested_brackets_are_not_split():
 
 
 def test_every_generated_file_keeps_to_the_line_limit():
-    """The network modules and their training scripts."""
+    """The network modules, their training scripts and the training runtimes."""
     files = sorted((ROOT / "generated").rglob("*.py"))
-    assert len(files) > 200 and sum(p.name.startswith("train_") for p in files) == len(files) // 2
+    runtimes = sum(p.name == "archspec_train.py" for p in files)
+    assert len(files) > 200 and sum(p.name.startswith("train_") for p in files) == (len(files) - runtimes) // 2
     long = [f"{p.relative_to(ROOT)}:{i}" for p in files
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if len(line) > LIMIT]
     assert long == []

@@ -29,7 +29,27 @@ def load_script(path: Path):
     spec = importlib.util.spec_from_file_location(f"_gpu_data_{path.parent.name}_{path.stem}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod
+    return Bound(mod)
+
+
+class Bound:
+    """A training script's runtime (archspec_train.py) with the script's network bound to the
+    functions that take it first: ``tv.parse_args(argv)``, ``tv.make_data(args, ...)``."""
+
+    def __init__(self, script):
+        self.script, self.rt, self.net = script, script.load_runtime(), script.network()
+
+    def parse_args(self, argv):
+        return self.rt.parse_args(self.net, argv)
+
+    def make_data(self, *args):
+        return self.rt.make_data(self.net, *args)
+
+    def main(self, argv):
+        return self.script.main(argv)
+
+    def __getattr__(self, name):
+        return getattr(self.rt, name)
 
 
 @pytest.fixture(scope="module")

@@ -229,7 +229,7 @@ def test_extends_column_name_writes_name_py(tmp_path):
     (tmp_path / "child.yaml").write_text("extends: table.yaml\ncolumn: B\nname: mynet\n")
     code, out, err = cli("build", tmp_path / "child.yaml", "-o", tmp_path / "out")
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mynet.py", "train_mynet.py"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["archspec_train.py", "mynet.py", "train_mynet.py"]
     assert out.splitlines()[0].startswith(f"wrote {tmp_path / 'out' / 'mynet.py'}  (Mynet: ")
 
 
@@ -272,7 +272,7 @@ def test_a_non_utf8_file_at_the_target_is_not_overwritten(tmp_path):
     assert errors("build", spec, "-o", out) == [
         f"{out / 'foo.py'}:1:1: error: exists and is not a UTF-8 text file; archspec does not overwrite it",
         "  hint: remove it or choose another -o"]
-    assert (out / "foo.py").read_bytes() == b"\xff\xfe binary" and not (out / "train_foo.py").exists()
+    assert (out / "foo.py").read_bytes() == b"\xff\xfe binary" and sorted(p.name for p in out.iterdir()) == ["foo.py"]
     code, stdout, _ = cli("build", "--check", spec, "-o", out)
     assert code == 1 and f"stale: {out / 'foo.py'}" in stdout.splitlines()
 
@@ -313,6 +313,20 @@ def test_outputs_that_collide_name_both_specs(tmp_path):
         f"{other}:1:1: error: {other} and {foo} would both write {tmp_path / 'out' / 'foo.py'}")
 
 
+def test_a_network_cannot_take_the_runtimes_name(tmp_path):
+    """archspec_train.py is the training runtime in every folder of scripts: no network is named so."""
+    spec = _spec(tmp_path, "archspec_train")
+    assert errors("build", spec, "-o", tmp_path / "out") == [
+        f"{spec}:1:1: error: a network cannot be named 'archspec_train': archspec_train.py is the training "
+        "runtime that build writes beside the training scripts", "  hint: rename the network"]
+    assert not (tmp_path / "out").exists()
+    # a network may be called train_archspec_train
+    spec = _spec(tmp_path, "train_archspec_train")
+    assert cli("build", spec, "-o", tmp_path / "out")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "archspec_train.py", "train_archspec_train.py", "train_train_archspec_train.py"]
+
+
 def test_stale_temp_files_are_reported_and_cleaned(tmp_path):
     spec = _spec(tmp_path)
     out = tmp_path / "out"
@@ -321,11 +335,11 @@ def test_stale_temp_files_are_reported_and_cleaned(tmp_path):
     tmp.write_text("half a fi")
     code, stdout, stderr = cli("build", "--check", spec, "-o", out)
     assert (code, stdout) == (1, f"stale: {tmp}  (left by an interrupted build)\n")
-    assert stderr == ("0 of 2 generated files differ from specs/ + templates/, 1 temporary files left by an "
+    assert stderr == ("0 of 3 generated files differ from specs/ + templates/, 1 temporary files left by an "
                       "interrupted build; run `archspec build --all`\n")
     code, stdout, _ = cli("build", spec, "-o", out)
     assert code == 0 and stdout.splitlines()[0] == f"removed {tmp}  (left by an interrupted build)"
-    assert not tmp.exists() and sorted(p.name for p in out.iterdir()) == ["foo.py", "train_foo.py"]
+    assert not tmp.exists() and sorted(p.name for p in out.iterdir()) == ["archspec_train.py", "foo.py", "train_foo.py"]
     assert cli("build", "--check", spec, "-o", out)[0] == 0
 
 
@@ -337,7 +351,7 @@ def test_generated_files_get_the_umask_mode(tmp_path, umask, mode):
         assert cli("build", spec, "-o", tmp_path / "out")[0] == 0
     finally:
         os.umask(old)
-    for p in ("foo.py", "train_foo.py"):
+    for p in ("foo.py", "train_foo.py", "archspec_train.py"):
         assert stat.S_IMODE((tmp_path / "out" / p).stat().st_mode) == mode
 
 

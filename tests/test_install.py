@@ -76,3 +76,5 @@ def test_wheel_install_builds_with_packaged_templates(tmp_path: Path) -> None:
     built = out / "lenet5.py"
     assert built.is_file(), f"no {built}; stdout:\n{proc.stdout}"
     assert built.read_bytes() == (ROOT / "generated" / "lenet5.py").read_bytes()
+    for name in ("train_lenet5.py", "archspec_train.py"):  # the training script and its runtime
+        assert (out / name).read_bytes() == (ROOT / "generated" / name).read_bytes(), name

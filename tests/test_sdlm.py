@@ -1,6 +1,6 @@
 """LeNet-5's own optimizer: stochastic diagonal Levenberg-Marquardt (LeCun et al. 1998, Appendix C),
 the ``sdlm`` optimizer of the emitted training scripts (``SDLM`` and ``gauss_newton_diagonal`` in
-templates/train.py.j2), and the paper's recipe in specs/lenet5.yaml.
+templates/train.py.j2, the runtime archspec_train.py), and the paper's recipe in specs/lenet5.yaml.
 
 Budget (2 busy CPU cores): the paper's recipe, its first 5 passes at batch 1, ~80 s; the resume
 test ~20 s; the rest a few seconds.
@@ -18,6 +18,7 @@ from archspec.cli.main import app
 from tests.test_train import HEAD, LENET, load_script, weights
 
 MOD = load_script(LENET)
+RT, NET = MOD.load_runtime(), MOD.network()  # archspec_train.py beside it, and its LeNet-5
 
 
 def tiny() -> nn.Module:
@@ -58,7 +59,7 @@ def brute_force_gauss_newton_diagonal(model: nn.Module, x: torch.Tensor) -> list
 
 def test_exact_estimate_is_the_gauss_newton_diagonal():
     model, x = tiny(), torch.randn(7, 1, 6, 6)
-    opt = MOD.SDLM(model.parameters(), lr=0.1, mu=0.02)
+    opt = RT.SDLM(model.parameters(), lr=0.1, mu=0.02)
     opt.estimate(model, x, exact=True)
     expected = brute_force_gauss_newton_diagonal(model, x)
     for p, h in zip(model.parameters(), expected):
@@ -73,7 +74,7 @@ def test_for_a_linear_model_gauss_newton_is_the_hessian():
     torch.manual_seed(1)
     model, x = nn.Linear(5, 4), torch.randn(6, 5)
     y = torch.randint(0, 4, (6,))
-    opt = MOD.SDLM(model.parameters(), lr=0.1)
+    opt = RT.SDLM(model.parameters(), lr=0.1)
     opt.estimate(model, x, exact=True)
     w, b = model.weight.detach().clone(), model.bias.detach().clone()
     hw = torch.autograd.functional.hessian(lambda w: F.cross_entropy(F.linear(x, w, b), y), w)
@@ -85,16 +86,16 @@ def test_for_a_linear_model_gauss_newton_is_the_hessian():
 def test_sampled_estimate_is_unbiased():
     """The default estimate (one class c ~ p per pattern) averages to the exact diagonal."""
     model, x = tiny(), torch.randn(4, 1, 6, 6)
-    exact = MOD.gauss_newton_diagonal(model, dict(model.named_parameters()), x, exact=True)
+    exact = RT.gauss_newton_diagonal(model, dict(model.named_parameters()), x, exact=True)
     torch.manual_seed(2)
-    sampled = MOD.gauss_newton_diagonal(model, dict(model.named_parameters()), x.repeat(4000, 1, 1, 1))
+    sampled = RT.gauss_newton_diagonal(model, dict(model.named_parameters()), x.repeat(4000, 1, 1, 1))
     for n in exact:
         torch.testing.assert_close(sampled[n], exact[n], rtol=0.1, atol=1e-6)
 
 
 def test_step_is_lr_over_mu_plus_h_times_the_gradient():
     model, x = tiny(), torch.randn(5, 1, 6, 6)
-    opt = MOD.SDLM(model.parameters(), lr=0.0005, mu=0.02)
+    opt = RT.SDLM(model.parameters(), lr=0.0005, mu=0.02)
     opt.estimate(model, x)
     before = [p.detach().clone() for p in model.parameters()]
     F.cross_entropy(model(x), torch.tensor([0, 1, 2, 0, 1])).backward()
@@ -106,7 +107,7 @@ def test_step_is_lr_over_mu_plus_h_times_the_gradient():
         assert torch.equal(p.detach(), w - (0.0005 / (0.02 + h)) * g)
     # before any estimate h_kk = 0: the step is lr / mu times the gradient
     model = tiny()
-    opt = MOD.SDLM(model.parameters(), lr=0.001, mu=0.5)
+    opt = RT.SDLM(model.parameters(), lr=0.001, mu=0.5)
     w = model[4].bias.detach().clone()
     model[4].bias.grad = torch.ones(3)
     opt.step()
@@ -115,10 +116,10 @@ def test_step_is_lr_over_mu_plus_h_times_the_gradient():
 
 def test_hessian_is_optimizer_state():
     model, x = tiny(), torch.randn(5, 1, 6, 6)
-    opt = MOD.SDLM(model.parameters(), lr=0.01)
+    opt = RT.SDLM(model.parameters(), lr=0.01)
     opt.estimate(model, x)
     other = tiny()
-    again = MOD.SDLM(other.parameters(), lr=0.01)
+    again = RT.SDLM(other.parameters(), lr=0.01)
     again.load_state_dict(opt.state_dict())
     for p, q in zip(model.parameters(), other.parameters()):
         assert torch.equal(opt.hessian(p), again.hessian(q))
@@ -128,10 +129,10 @@ def test_hessian_is_optimizer_state():
 def test_lenet5_recipe_is_the_papers():
     r = MOD.RECIPE
     assert (r["optimizer"], r["mu"], r["hessian_samples"], r["batch_size"], r["epochs"]) == ("sdlm", 0.02, 500, 1, 20)
-    args = MOD.parse_args([])
-    opt = MOD.make_optimizer(args, tiny(), torch.device("cpu"))
-    assert type(opt) is MOD.SDLM and (opt.defaults["lr"], opt.defaults["mu"]) == (0.0005, 0.02)
-    args = MOD.parse_args(["--mu", "0.1", "--hessian-samples", "30"])
+    args = RT.parse_args(NET, [])
+    opt = RT.make_optimizer(args, tiny(), torch.device("cpu"))
+    assert type(opt) is RT.SDLM and (opt.defaults["lr"], opt.defaults["mu"]) == (0.0005, 0.02)
+    args = RT.parse_args(NET, ["--mu", "0.1", "--hessian-samples", "30"])
     assert (args.mu, args.hessian_samples) == (0.1, 30)
 
 
@@ -201,7 +202,7 @@ def test_threads_at_batch_1_on_the_cpu(monkeypatch):
     for argv, want in (([], [1]), (["--batch-size", "2"], []), (["--batch-size", "16", "--threads", "3"], [3]),
                        (["--batch-size", "4", "--accum-steps", "4"], [1])):
         seen.clear()
-        rt = MOD.Runtime(MOD.parse_args(argv + ["--device", "cpu"]))
+        rt = RT.Runtime(RT.parse_args(NET, argv + ["--device", "cpu"]))
         assert seen == want, argv
         rt.close()
         assert seen[-1] == rt.threads

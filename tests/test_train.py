@@ -1,4 +1,5 @@
-"""The emitted training scripts (generated/**/train_*.py) and the ``train:`` section of specs.
+"""The emitted training scripts (generated/**/train_*.py), the training runtime they call into
+(generated/**/archspec_train.py, one per folder) and the ``train:`` section of specs.
 
 Budget (2 CPU cores): the LeNet-5 digits run ~10 s, the SIGKILL/resume test ~15 s (two
 subprocesses), the torchrun test ~20 s (two ranks), every script's ``--benchmark 2`` ~40 s in-process.
@@ -40,6 +41,11 @@ def load_script(path: Path):
     return mod
 
 
+def runtime_of(mod):
+    """(the runtime module beside a loaded script, the script's network as the runtime takes it)."""
+    return mod.load_runtime(), mod.network()
+
+
 def weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
@@ -47,48 +53,115 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------------------ the recipes
 def test_every_network_has_a_training_script():
     models = {p.with_name(p.name[len("train_"):]) for p in SCRIPTS}
-    all_models = {p for p in GENERATED.rglob("*.py") if not p.name.startswith("train_")}
+    all_models = {p for p in GENERATED.rglob("*.py")
+                  if not p.name.startswith("train_") and p.name != "archspec_train.py"}
     assert models == all_models
+
+
+def test_one_runtime_per_folder_of_scripts_and_short_scripts():
+    """Issue #14: every folder that holds training scripts holds the runtime, the same text in each;
+    a script is its recipe as data and a call into it."""
+    runtimes = sorted(GENERATED.rglob("archspec_train.py"))
+    assert [p.parent for p in runtimes] == sorted({p.parent for p in SCRIPTS})
+    assert len({p.read_bytes() for p in runtimes}) == 1
+    text = runtimes[0].read_text()
+    assert "{{" not in text and "{%" not in text
+    assert imports(text) == ["__future__", "argparse", "contextlib", "dataclasses", "importlib.util", "json",
+                             "math", "os", "pathlib", "pickle", "random", "signal", "sys", "time", "torch",
+                             "torch.nn.functional"]  # torchvision, sklearn, PIL, matplotlib: where used
+    for p in SCRIPTS:
+        text = p.read_text()
+        assert len(text.splitlines()) < 200, p  # ~125; a piecewise schedule of 20 steps: 147
+        assert imports(text) == ["__future__", "hashlib", "importlib.util", "pathlib", "sys"], p
+
+
+def imports(source: str) -> list[str]:
+    """The modules a file imports at its top level."""
+    import ast
+    tree = ast.parse(source)
+    return sorted({a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+                  | {n.module for n in tree.body if isinstance(n, ast.ImportFrom)})
+
+
+def test_the_script_finds_its_own_runtime(tmp_path, monkeypatch, capsys):
+    """Whatever the working directory and sys.path: the runtime of the script's folder, one module
+    per folder; a runtime of another interface, or none, is one error line."""
+    import shutil
+    for d in ("a", "b", "cwd"):
+        (tmp_path / d).mkdir()
+    for d in ("a", "b"):
+        for f in ("lenet5.py", "train_lenet5.py", "archspec_train.py"):
+            shutil.copy(GENERATED / f, tmp_path / d / f)
+    monkeypatch.chdir(tmp_path / "cwd")
+    (tmp_path / "cwd" / "archspec_train.py").write_text("raise SystemExit('the wrong runtime')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "cwd"))
+    a, b = load_script(tmp_path / "a" / "train_lenet5.py"), load_script(tmp_path / "b" / "train_lenet5.py")
+    ra, rb = a.load_runtime(), b.load_runtime()
+    assert Path(ra.__file__) == (tmp_path / "a" / "archspec_train.py").resolve() and ra is not rb and ra is a.load_runtime()
+    assert Path(rb.load_model_module(b.network()).__file__) == (tmp_path / "b" / "lenet5.py").resolve()
+    # python -m from another folder: sys.path[0] is that folder, which has an archspec_train.py too
+    r = subprocess.run([sys.executable, "-m", "a.train_lenet5", "--help"], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 0 and r.stdout.startswith("usage: train_lenet5.py"), r.stderr
+    text = (tmp_path / "b" / "archspec_train.py").read_text().replace("\nINTERFACE = 1\n", "\nINTERFACE = 2\n")
+    (tmp_path / "b" / "archspec_train.py").write_text(text)
+    c = load_script(tmp_path / "b" / "train_lenet5.py")
+    monkeypatch.delitem(sys.modules, rb.__name__)  # as in a new process
+    with pytest.raises(SystemExit) as e:
+        c.main(["--help"])
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines() == [
+        f"train_lenet5.py: error: {tmp_path / 'b' / 'archspec_train.py'} is the runtime of another archspec "
+        "version (interface 2, this script's is 1); build the script and its runtime together"]
+    (tmp_path / "b" / "archspec_train.py").unlink()
+    del sys.modules[rb.__name__]
+    with pytest.raises(SystemExit) as e:
+        c.main([])
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines() == [
+        f"train_lenet5.py: error: the training runtime {tmp_path / 'b' / 'archspec_train.py'} is missing "
+        "(copy the whole folder)"]
 
 
 def test_lenet5_paper_recipe_is_the_default():
     mod = load_script(LENET)
+    rt, net = runtime_of(mod)
     r = mod.RECIPE
     assert (r["data"], r["optimizer"], r["epochs"], r["batch_size"], r["lr"]) == ("digits", "sdlm", 20, 1, 0.0005)
     assert (r["mu"], r["hessian_samples"]) == (0.02, 500)
     assert r["schedule"] == "piecewise"  # LeCun et al. 1998, §III: 2, 3, 3, 4 passes, then 0.00001
     assert r["piecewise"] == [[2, 0.0005], [3, 0.0002], [3, 0.0001], [4, 0.00005], [8, 0.00001]]
-    args = mod.parse_args([])
-    s = mod.LRSchedule(args, steps_per_epoch=10, total_steps=200)
+    args = rt.parse_args(net, [])
+    s = rt.LRSchedule(net, args, steps_per_epoch=10, total_steps=200)
     lrs = [args.lr * s.factor(e * 10) for e in range(20)]
     assert lrs == pytest.approx([0.0005] * 2 + [0.0002] * 3 + [0.0001] * 3 + [0.00005] * 4 + [0.00001] * 8)
     # --lr scales the piecewise values
-    args = mod.parse_args(["--lr", "0.05"])
-    assert args.lr * mod.LRSchedule(args, 10, 200).factor(25) == pytest.approx(0.02)
+    args = rt.parse_args(net, ["--lr", "0.05"])
+    assert args.lr * rt.LRSchedule(net, args, 10, 200).factor(25) == pytest.approx(0.02)
 
 
 def test_optimizers_follow_the_flags():
-    mod = load_script(LENET)
+    rt, net = runtime_of(load_script(LENET))
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
     cpu = torch.device("cpu")
-    sgd = mod.make_optimizer(mod.parse_args(["--optimizer", "sgd", "--momentum", "0.9", "--nesterov", "--weight-decay", "0.1"]), model, cpu)
+    sgd = rt.make_optimizer(rt.parse_args(net, ["--optimizer", "sgd", "--momentum", "0.9", "--nesterov",
+                                                "--weight-decay", "0.1"]), model, cpu)
     assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"] and sgd.param_groups[0]["weight_decay"] == 0.1
     assert len(sgd.param_groups) == 1  # SGD: decay on every parameter, as the papers do
-    adamw = mod.make_optimizer(mod.parse_args(["--optimizer", "adamw", "--weight-decay", "0.05", "--eps", "1e-6"]),
+    adamw = rt.make_optimizer(rt.parse_args(net, ["--optimizer", "adamw", "--weight-decay", "0.05", "--eps", "1e-6"]),
                                model, cpu)
     assert type(adamw) is torch.optim.AdamW and adamw.defaults["eps"] == 1e-6
     assert [len(g["params"]) for g in adamw.param_groups] == [1, 3]  # no decay on biases and BN
     assert [g["weight_decay"] for g in adamw.param_groups] == [0.05, 0.0]
-    rms = mod.make_optimizer(mod.parse_args(["--optimizer", "rmsprop", "--alpha", "0.9", "--eps", "1.0"]), model, cpu)
+    rms = rt.make_optimizer(rt.parse_args(net, ["--optimizer", "rmsprop", "--alpha", "0.9", "--eps", "1.0"]), model,
+                            cpu)
     assert type(rms) is torch.optim.RMSprop and (rms.defaults["alpha"], rms.defaults["eps"]) == (0.9, 1.0)
 
 
 def test_schedules():
-    mod = load_script(LENET)
+    rt, net = runtime_of(load_script(LENET))
 
     def lr_at(flags, steps, spe=10, total=100):
-        args = mod.parse_args(["--lr", "0.1", *flags])
-        s = mod.LRSchedule(args, spe, total)
+        args = rt.parse_args(net, ["--lr", "0.1", *flags])
+        s = rt.LRSchedule(net, args, spe, total)
         return [args.lr * s.factor(k) for k in steps]
     # DenseNet: ÷10 at 50 % and 75 % of the run
     assert lr_at(["--schedule", "multistep", "--milestones", "0.5", "0.75"], [49, 50, 74, 75]) == pytest.approx(
@@ -101,8 +174,8 @@ def test_schedules():
     # warm-up from lr/100, then cosine to min-lr
     assert lr_at(["--schedule", "cosine", "--warmup-epochs", "2", "--min-lr", "0.001"], [0, 10, 20, 60, 100]) == \
         pytest.approx([0.001, 0.0505, 0.1, 0.001 + 0.099 * 0.5 * (1 + math.cos(math.pi * 0.5)), 0.001])
-    args = mod.parse_args(["--schedule", "plateau", "--patience", "1"])
-    s = mod.LRSchedule(args, 10, 100)
+    args = rt.parse_args(net, ["--schedule", "plateau", "--patience", "1"])
+    s = rt.LRSchedule(net, args, 10, 100)
     for loss in (1.0, 0.9, 0.95, 0.95):  # two epochs without improvement > patience 1: ÷10
         s.epoch_end({"val_loss": loss, "train_top1": 0.0})
     assert s.factor(50) == pytest.approx(0.1)
@@ -110,9 +183,9 @@ def test_schedules():
     assert s.factor(60) == pytest.approx(0.1) and \
         s.state_dict() == {"plateau": pytest.approx(0.1), "best": 0.5, "bad": 0, "decays": 1}
     # NIN (§4.1): on the training accuracy (higher is better), at most twice
-    args = mod.parse_args(["--schedule", "plateau", "--patience", "0", "--monitor", "train_top1",
-                           "--max-decays", "2"])
-    s = mod.LRSchedule(args, 10, 100)
+    args = rt.parse_args(net, ["--schedule", "plateau", "--patience", "0", "--monitor", "train_top1",
+                               "--max-decays", "2"])
+    s = rt.LRSchedule(net, args, 10, 100)
     lrs = []
     for acc in (50.0, 60.0, 60.0, 70.0, 65.0, 70.0, 69.0, 68.0):
         s.epoch_end({"val_loss": 1.0, "train_top1": acc})
@@ -178,7 +251,7 @@ def test_spec_without_train_gets_the_generic_recipe(tmp_path):
     spec.write_text("name: tiny\ninput: [3, 8, 8]\nnum_classes: 3\n"
                     "network: {c: {conv: {out: 4, kernel: 3}}, p: global_avgpool, f: flatten, fc: {linear: num_classes}}\n")
     outs = render_specs([str(spec)], tmp_path / "out")
-    assert [o.path.name for o in outs] == ["tiny.py", "train_tiny.py"]
+    assert [o.path.name for o in outs] == ["tiny.py", "train_tiny.py", "archspec_train.py"]
     text = outs[1].text
     assert "Recipe: archspec's generic recipe (the spec has no train: section)" in text
     assert '"optimizer": "sgd",' in text and '"lr": 0.1,' in text and '"epochs": 90,' in text
@@ -206,7 +279,12 @@ def test_build_check_covers_training_scripts(tmp_path, monkeypatch):
     write_outputs(outs)
     assert stale_outputs(outs) == []
     script = tmp_path / "train_lenet5.py"
-    assert script.read_bytes() == LENET.read_bytes()  # byte-identical with the checked-in file
+    assert script.read_bytes() == LENET.read_bytes()  # byte-identical with the checked-in files
+    runtime = tmp_path / "archspec_train.py"
+    assert runtime.read_bytes() == (GENERATED / "archspec_train.py").read_bytes()
+    runtime.write_text(runtime.read_text().replace("def fit(", "def fit_(", 1))
+    assert stale_outputs(outs) == [runtime]
+    assert write_outputs(outs) == [runtime]
     script.write_text(script.read_text() + "# edited\n")
     assert stale_outputs(outs) == [script]
     assert write_outputs(outs) == [script]
@@ -270,13 +348,14 @@ def test_bad_flags_and_data_are_one_line(tmp_path, capsys):
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys, monkeypatch):
     mod = load_script(LENET)
-    real, calls = mod.loss_fn, []
+    rt = mod.load_runtime()
+    real, calls = rt.loss_fn, []
 
     def poisoned(*a):
         loss, main = real(*a)
         calls.append(1)
         return (loss * float("nan"), main) if len(calls) == 200 else (loss, main)
-    monkeypatch.setattr(mod, "loss_fn", poisoned)
+    monkeypatch.setattr(rt, "loss_fn", poisoned)
     with pytest.raises(SystemExit) as e:  # 179 steps per epoch at batch 8: step 199 is in epoch 2
         mod.main(["--optimizer", "sgd", "--data", "digits", "--batch-size", "8", "--lr", "0.01", "--epochs", "3",
                   "--out-dir", str(tmp_path), "--no-plot"])
@@ -357,20 +436,21 @@ def test_torchrun_two_processes_match_one(tmp_path):
 def test_auxiliary_outputs_add_weighted_losses():
     """A model returning (logits, aux...) in training: main loss + sum of weight x aux loss."""
     import collections
-    mod = load_script(LENET)
+    rt, net = runtime_of(load_script(LENET))
     Out = collections.namedtuple("Out", "logits aux1 aux2")
     g = torch.Generator().manual_seed(0)
     main, a1, a2 = (torch.randn(4, 10, generator=g) for _ in range(3))
     y = torch.tensor([1, 2, 3, 4])
     ce = torch.nn.CrossEntropyLoss()
-    loss, out = mod.loss_fn(Out(main, a1, a2), y, ce, {"aux1": 0.3, "aux2": 0.3})
+    loss, out = rt.loss_fn(Out(main, a1, a2), y, ce, {"aux1": 0.3, "aux2": 0.3})
     torch.testing.assert_close(loss, ce(main, y) + 0.3 * ce(a1, y) + 0.3 * ce(a2, y))
     assert out is main
-    loss, _ = mod.loss_fn((main, a1), y, ce, {"aux": 0.5})  # a plain tuple: weights in order
+    loss, _ = rt.loss_fn((main, a1), y, ce, {"aux": 0.5})  # a plain tuple: weights in order
     torch.testing.assert_close(loss, ce(main, y) + 0.5 * ce(a1, y))
-    args = mod.parse_args(["--aux-weight", "aux1=0.3", "--aux-weight", "aux2=0.1"])
-    assert mod.aux_weights(args, object()) == {"aux1": 0.3, "aux2": 0.1}
-    assert mod.aux_weights(mod.parse_args([]), type("M", (), {"AUX_LOSS_WEIGHTS": {"aux": 0.3}})) == {"aux": 0.3}
+    args = rt.parse_args(net, ["--aux-weight", "aux1=0.3", "--aux-weight", "aux2=0.1"])
+    assert rt.aux_weights(net, args, object()) == {"aux1": 0.3, "aux2": 0.1}
+    assert rt.aux_weights(net, rt.parse_args(net, []), type("M", (), {"AUX_LOSS_WEIGHTS": {"aux": 0.3}})) == {
+        "aux": 0.3}
 
 
 def test_image_folder_and_cifar10_data(tmp_path):
@@ -405,7 +485,7 @@ def test_image_folder_and_cifar10_data(tmp_path):
 def _small_input(mod) -> tuple[list[str], bool]:
     """--input-size 32 where the network accepts it (checked on the meta device), else its own size;
     and whether the network has batch norm (which needs two images per batch in training mode)."""
-    model_mod = mod.load_model_module()
+    model_mod = mod.load_runtime().load_model_module(mod.network())
     with torch.device("meta"):
         net = model_mod.build(num_classes=mod.NUM_CLASSES)
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
@@ -456,9 +536,9 @@ def test_every_script_runs_benchmark_2(capsys):
 def test_googlenet_script_trains_on_the_weighted_auxiliary_losses():
     """The emitted GoogLeNet script reads AUX_LOSS_WEIGHTS from its model module, and in training
     mode its loss is the main loss + 0.3 × each auxiliary classifier's loss (Szegedy et al. §5)."""
-    mod = load_script(ROOT / "generated" / "torchvision" / "train_googlenet.py")
-    module = mod.load_model_module()
-    weights_ = mod.aux_weights(mod.parse_args([]), module)
+    rt, net = runtime_of(load_script(ROOT / "generated" / "torchvision" / "train_googlenet.py"))
+    module = rt.load_model_module(net)
+    weights_ = rt.aux_weights(net, rt.parse_args(net, []), module)
     assert weights_ == {"aux1": 0.3, "aux2": 0.3}
     torch.manual_seed(0)
     model = module.build(num_classes=5).train()
@@ -466,6 +546,6 @@ def test_googlenet_script_trains_on_the_weighted_auxiliary_losses():
     assert out._fields == ("logits", "aux2", "aux1")
     y = torch.tensor([0, 3])
     ce = torch.nn.CrossEntropyLoss()
-    loss, main = mod.loss_fn(out, y, ce, weights_)
+    loss, main = rt.loss_fn(out, y, ce, weights_)
     torch.testing.assert_close(loss, ce(out.logits, y) + 0.3 * ce(out.aux1, y) + 0.3 * ce(out.aux2, y))
     assert main is out.logits

@@ -86,7 +86,7 @@ def test_input_size_outside_what_the_network_takes(lenet, capsys):
         PREFIX + "argument --input-size: 40 is larger than 35, the largest input lenet5 takes")
     # the constants are the model's real limits
     with torch.device("meta"):
-        net = lenet.load_model_module().build(num_classes=10, init_weights=False)
+        net = lenet.load_runtime().load_model_module(lenet.network()).build(num_classes=10, init_weights=False)
         for size in (32, 35):
             assert net(torch.empty(1, 1, size, size)).shape == (1, 10)
         for size in (31, 36):
@@ -153,14 +153,15 @@ def test_foreign_checkpoints_are_named(lenet, capsys, tmp_path):
     assert fails(lenet, argv, capsys) == (
         PREFIX + f"--resume: {ckpt} is not an archspec training checkpoint: it has no 'model' entry")
     # another network's weights: the first names that differ
-    nin = load_script(ROOT / "generated" / "train_nin_cifar10.py").load_model_module()
+    nin_script = load_script(ROOT / "generated" / "train_nin_cifar10.py")
+    nin = nin_script.load_runtime().load_model_module(nin_script.network())
     torch.save(_checkpoint(model=nin.build(num_classes=10).state_dict(), network="nin_cifar10"), ckpt)
     assert fails(lenet, argv, capsys) == (
         PREFIX + f"--resume: {ckpt} holds the weights of another network (a checkpoint of nin_cifar10): "
         "missing 'conv1.weight', 'conv1.bias', 'conv2.weight' and 7 more; unexpected "
         "'mlpconv1.conv.weight', 'mlpconv1.conv.bias', 'mlpconv1.cccp1.weight' and 15 more")
     # the same network with another class count: the first shape that differs
-    own = lenet.load_model_module()
+    own = lenet.load_runtime().load_model_module(lenet.network())
     torch.save(_checkpoint(model=own.build(num_classes=5).state_dict()), ckpt)
     assert fails(lenet, argv, capsys) == (
         PREFIX + f"--resume: {ckpt} holds the weights of another network: fc3.weight is 5x84 there "

@@ -411,8 +411,11 @@ def build(
     changed = _guard(lambda: write_outputs(outputs, Path(out)))
     from ..analysis import human
     for o in outputs:
-        st = o.source.stats
         mark = "wrote" if o.path in changed else "unchanged"
+        if o.source is None:
+            print(f"{mark} {o.path}  (the training runtime of the scripts in {o.path.parent})")
+            continue
+        st = o.source.stats
         if o.kind == "train":
             print(f"{mark} {o.path}  (training script for {o.source.class_name})")
             continue

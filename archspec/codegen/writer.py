@@ -1,5 +1,9 @@
 """Rendering and writing generated files: deterministic, atomic, checkable, confined.
 
+A network gets its module ``<name>.py`` and its training script ``train_<name>.py``; every output
+folder that holds training scripts also gets ``archspec_train.py``, the training runtime the scripts
+call into (the same text in each folder, rendered once per build from templates/train.py.j2).
+
 A build renders everything in memory first; only when every file rendered does it write them:
 first every changed file into a temporary file beside its target (``.NAME.XXXX.tmp``), and only
 when all of those are written are they moved into place with ``os.replace`` — so a failing build
@@ -7,7 +11,8 @@ leaves the output folder as it was, and a reader never sees half a file. Files w
 change are not rewritten. Generated files get the mode the umask gives (``0o666 & ~umask``).
 
 Output paths are made of sanitised parts only: the network's name (an identifier, checked by the
-loader) and the folders of the spec below ``specs/``; every target must resolve inside ``-o``.
+loader; not ``archspec_train``, the runtime's name) and the folders of the spec below ``specs/``;
+every target must resolve inside ``-o``.
 Two outputs with one path (``foo.yaml``'s ``train_foo.py`` and ``train_foo.yaml``'s module) are
 an error. Temporary files a killed build left behind are stale: ``build --check`` lists them and
 the next build removes them.
@@ -29,7 +34,7 @@ from ..errors import Mark, SpecError
 from ..load import load_networks, split_ref
 from .format import wrap_long_lines
 from .pymodel import ModelSource, generate_model
-from .train import train_context
+from .train import RUNTIME_FILE, runtime_context, train_context
 
 __all__ = ["Output", "render_specs", "write_outputs", "stale_outputs", "template_env", "output_path",
            "stale_temp_files", "clean_temp_files"]
@@ -57,8 +62,8 @@ def template_env() -> jinja2.Environment:
 class Output:
     path: Path
     text: str
-    source: ModelSource
-    kind: str = "model"  # or "train": the training script of the same network
+    source: ModelSource | None  # None for the runtime
+    kind: str = "model"  # or "train": the training script of the same network; or "runtime"
 
 
 def output_path(spec_file: str, out_dir: Path, name: str, many: bool) -> Path:
@@ -86,6 +91,10 @@ def output_path(spec_file: str, out_dir: Path, name: str, many: bool) -> Path:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):  # the loader checked it; never trust it here
         raise SpecError(f"network name '{name[:40]}' cannot name an output file", mark=Mark(spec_file, 1, 1),
                         code="output_path")
+    if f"{name}.py" == RUNTIME_FILE:
+        raise SpecError(f"a network cannot be named '{name}': {RUNTIME_FILE} is the training runtime that "
+                        "build writes beside the training scripts", mark=Mark(spec_file, 1, 1),
+                        code="output_path", hint="rename the network")
     target = out_dir.joinpath(*rel, f"{name}.py")
     _confined(target.parent, out_dir, spec_file, target)
     return target
@@ -129,7 +138,35 @@ def render_specs(refs: list[str], out_dir: Path) -> list[Output]:
                                 code="output_clash", hint=f"{what} and {other_what}; rename one of the networks")
             seen[key] = (ref, what)
             outputs.append(o)
-    return outputs
+    return outputs + _runtimes(outputs, seen)
+
+
+def _runtimes(outputs: list[Output], seen: dict[str, tuple[str, str]]) -> list[Output]:
+    """``archspec_train.py`` in each folder that holds training scripts, in the order of the folders'
+    first scripts (the same text everywhere: rendered once)."""
+    folders = list(dict.fromkeys(o.path.parent for o in outputs if o.kind == "train"))
+    if not folders:
+        return []
+    try:
+        text = template_env().get_template("train.py.j2").render(**runtime_context())
+    except jinja2.TemplateError as e:
+        raise SpecError(f"template train.py.j2 failed: {e}", code="template") from None
+    text = wrap_long_lines(text)
+    try:
+        compile(text, f"<generated {RUNTIME_FILE}>", "exec")  # parse only: never executed here
+    except SyntaxError as e:
+        raise SpecError(f"generated code for {RUNTIME_FILE} does not parse: {e.msg} (line {e.lineno})",
+                        code="codegen") from None
+    runtimes = []
+    for folder in folders:
+        path = folder / RUNTIME_FILE
+        key = os.path.normcase(os.path.abspath(path))
+        if key in seen:  # output_path rejects the name; never overwrite a network's file with it
+            ref, what = seen[key]
+            raise SpecError(f"{ref}: {what} would be written at {path}, the training runtime's path",
+                            code="output_clash", hint="rename the network")
+        runtimes.append(Output(path, text, None, kind="runtime"))
+    return runtimes
 
 
 def _mp_methods() -> list[str]:
@@ -184,7 +221,7 @@ def _render_ref(ref: str, out_dir: Path) -> list[tuple[Output, str, str]]:
         target = output_path(net.file, out_dir, net.name, many)
         # the training script beside the module: train_<module>.py imports <module>.py
         script = target.with_name(f"train_{target.name}")
-        text = wrap_long_lines(render("train.py.j2", **train_context(net, target.name, src.class_name, display,
+        text = wrap_long_lines(render("train_script.py.j2", **train_context(net, target.name, src.class_name, display,
                                                                      src.graph)))
         items.append((Output(target, _check_python(src.text, net), src), net.ref, net.file))
         items.append((Output(script, _check_python(text, net), src, kind="train"), net.ref, net.file))
