@@ -43,6 +43,7 @@ RECIPE = {
     "eps": None,
     "mu": 0.02,
     "hessian_samples": 500,
+    "hessian": "paper",
     "weight_decay": 0.0001,
     "batch_size": 256,
     "epochs": None,
@@ -73,7 +74,7 @@ RECIPE = {
     "eval_crop": "ten_crop",
     "eval_resize": 256,
 }
-RUNTIME_INTERFACE = 1
+RUNTIME_INTERFACE = 2
 
 
 def load_runtime():

@@ -129,7 +129,9 @@ def test_hessian_is_optimizer_state():
 def test_lenet5_recipe_is_the_papers():
     r = MOD.RECIPE
     assert (r["optimizer"], r["mu"], r["hessian_samples"], r["batch_size"], r["epochs"]) == ("sdlm", 0.02, 500, 1, 20)
+    assert r["hessian"] == "paper"
     args = RT.parse_args(NET, [])
+    assert args.hessian == "paper"
     opt = RT.make_optimizer(args, tiny(), torch.device("cpu"))
     assert type(opt) is RT.SDLM and (opt.defaults["lr"], opt.defaults["mu"]) == (0.0005, 0.02)
     args = RT.parse_args(NET, ["--mu", "0.1", "--hessian-samples", "30"])
@@ -206,3 +208,103 @@ def test_threads_at_batch_1_on_the_cpu(monkeypatch):
         assert seen == want, argv
         rt.close()
         assert seen[-1] == rt.threads
+
+
+# --- the paper's own estimate (Appendix C): second derivatives back-propagated diagonally ---------
+
+def paper_rule_by_hand_mlp(net: nn.Sequential, x: torch.Tensor) -> dict:
+    """Appendix C written out for Flatten -> Linear -> Tanh -> Linear, per pattern, in float64:
+    d2E/dz^2 = p(1-p); W2: z-curvature x y1^2; y1: sum_i w_ij^2 d2E/dz_i^2; a1: tanh'(a1)^2 x that;
+    W1: a1-curvature x x^2; a bias: the curvature of its unit."""
+    lin1, lin2 = net[1].double(), net[3].double()
+    xf = x.double().flatten(1)
+    a1 = lin1(xf)
+    y1 = torch.tanh(a1)
+    p = torch.softmax(lin2(y1), 1)
+    hz = p - p * p
+    hy1 = torch.einsum("ij,ni->nj", lin2.weight ** 2, hz)
+    ha1 = (1 - y1 ** 2) ** 2 * hy1
+    n = len(x)
+    out = {"1.weight": torch.einsum("nj,nk->jk", ha1, xf ** 2) / n, "1.bias": ha1.sum(0) / n,
+           "3.weight": torch.einsum("ni,nj->ij", hz, y1 ** 2) / n, "3.bias": hz.sum(0) / n}
+    net.float()
+    return {k: v.detach().float() for k, v in out.items()}
+
+
+def paper_rule_by_hand_conv(net: nn.Sequential, x: torch.Tensor) -> dict:
+    """Appendix C for Conv2d -> Flatten -> Linear: a shared convolution weight sums x^2 times its
+    unit's curvature over its connections (every output position), with no cross terms."""
+    conv, lin = net[0].double(), net[2].double()
+    x = x.double()
+    a = conv(x)
+    p = torch.softmax(lin(a.flatten(1)), 1)
+    hz = p - p * p
+    ha = torch.einsum("ij,ni->nj", lin.weight ** 2, hz).view_as(a)
+    cols = F.unfold(x ** 2, conv.kernel_size)  # (N, C*k*k, positions)
+    n = len(x)
+    out = {"0.weight": torch.einsum("nol,ncl->oc", ha.flatten(2), cols).view_as(conv.weight) / n,
+           "0.bias": ha.sum((0, 2, 3)) / n,
+           "2.weight": torch.einsum("ni,nj->ij", hz, a.flatten(1) ** 2) / n, "2.bias": hz.sum(0) / n}
+    net.float()
+    return {k: v.detach().float() for k, v in out.items()}
+
+
+def test_paper_rule_is_appendix_c_written_out():
+    torch.manual_seed(1)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 7), nn.Tanh(), nn.Linear(7, 5))
+    x = torch.randn(9, 3, 4)
+    ours = RT.paper_diagonal(mlp, dict(mlp.named_parameters()), x)
+    for k, want in paper_rule_by_hand_mlp(mlp, x).items():
+        torch.testing.assert_close(ours[k], want, rtol=1e-5, atol=1e-9)
+    conv = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(3 * 4 * 4, 4))
+    x = torch.randn(6, 2, 6, 6)
+    ours = RT.paper_diagonal(conv, dict(conv.named_parameters()), x)
+    for k, want in paper_rule_by_hand_conv(conv, x).items():
+        torch.testing.assert_close(ours[k], want, rtol=1e-5, atol=1e-9)
+
+
+def test_paper_rule_is_gauss_newton_where_nothing_is_dropped():
+    """One linear layer into the loss: no shared weights, no hidden units, so the paper's
+    diagonal and the exact Gauss-Newton diagonal are the same numbers."""
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(10, 4))
+    x = torch.randn(8, 2, 5)
+    ours = RT.paper_diagonal(net, dict(net.named_parameters()), x)
+    for (k, _), want in zip(net.named_parameters(), brute_force_gauss_newton_diagonal(net, x)):
+        torch.testing.assert_close(ours[k], want, rtol=1e-4, atol=1e-8)
+
+
+def test_paper_rule_drops_the_cross_terms_of_a_shared_weight():
+    """On a convolution (shared weights) the two estimates differ, as Appendix C says they do:
+    the paper squares each connection's contribution, Gauss-Newton squares their sum."""
+    net = tiny()
+    x = torch.randn(16, 1, 6, 6)
+    paper = RT.paper_diagonal(net, dict(net.named_parameters()), x)
+    exact = dict(zip([n for n, _ in net.named_parameters()], brute_force_gauss_newton_diagonal(net, x)))
+    assert not torch.allclose(paper["0.weight"], exact["0.weight"], rtol=1e-2)
+    torch.testing.assert_close(paper["4.weight"], exact["4.weight"], rtol=1e-4, atol=1e-8)  # the last layer: same
+
+
+def test_lenet5_estimate_uses_the_paper_rule_and_falls_back_by_name():
+    torch.manual_seed(3)
+    model = RT.load_model_module(NET).build()
+    opt = RT.SDLM(model.parameters(), lr=1e-3)
+    x = torch.randn(20, 1, 32, 32)
+    assert opt.estimate(model, x, rule="paper") is None
+    want = RT.paper_diagonal(model, dict(model.named_parameters()), x)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(opt.hessian(p), want[n])
+
+    class Odd(nn.Module):  # a layer the rule does not cover: layer norm
+        def __init__(self):
+            super().__init__()
+            self.norm, self.fc = nn.LayerNorm(6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.fc(self.norm(x))
+
+    odd = Odd()
+    opt = RT.SDLM(odd.parameters(), lr=1e-3)
+    why = opt.estimate(odd, torch.randn(5, 6), rule="paper")
+    assert why == "the paper's rule does not cover LayerNorm (norm)"
+    assert all(opt.hessian(p).abs().sum() > 0 for p in odd.parameters())  # gauss-newton's instead

@@ -37,7 +37,7 @@ __all__ = ["train_context", "runtime_context", "recipe_dict", "input_size_range"
 
 #: the runtime's file name in each output folder (a network cannot be named ``archspec_train``)
 RUNTIME_FILE = "archspec_train.py"
-RUNTIME_INTERFACE = 1
+RUNTIME_INTERFACE = 2
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -60,6 +60,7 @@ def recipe_dict(recipe: TrainRecipe, input_shape: tuple[int, ...]) -> dict[str, 
         "eps": recipe.eps,
         "mu": recipe.mu,
         "hessian_samples": recipe.hessian_samples,
+        "hessian": recipe.hessian,
         "weight_decay": recipe.weight_decay,
         "batch_size": recipe.batch_size,
         "epochs": recipe.epochs,

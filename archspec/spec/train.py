@@ -108,6 +108,12 @@ class TrainRecipe(_Model):
     hessian_samples: int = Field(500, gt=0, description="SDLM: patterns the diagonal Gauss-Newton "
                                                           "estimate h_kk is re-estimated on before "
                                                           "each epoch (LeCun et al. 1998: 500)")
+    hessian: Literal["paper", "gauss-newton"] = Field(
+        "paper", description="SDLM: how h_kk is estimated: paper (LeCun et al. 1998, Appendix C: "
+                             "diagonal second derivatives back-propagated with the Gauss-Newton "
+                             "rule; a network with a layer it does not cover falls back to "
+                             "gauss-newton, and the script says so) or gauss-newton (the sampled "
+                             "diagonal of the Gauss-Newton matrix itself)")
     eps: Optional[float] = Field(None, gt=0, description="Adam/AdamW/RMSProp epsilon (default: torch's)")
     weight_decay: float = Field(1e-4, ge=0)
     batch_size: int = Field(256, gt=0, description="global batch size (over all processes)")

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-INTERFACE = 1
+INTERFACE = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +201,10 @@ def parse_args(net: Network, argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--mu", type=positive, default=r["mu"], help="SDLM: step lr / (mu + h_kk)")
     g.add_argument("--hessian-samples", type=count, default=r["hessian_samples"],
                    help="SDLM: patterns h_kk is re-estimated on before each epoch")
+    g.add_argument("--hessian", choices=["paper", "gauss-newton"], default=r["hessian"],
+                   help="SDLM's h_kk: paper = LeCun et al.'s diagonal back-propagation rule (falls "
+                        "back to gauss-newton, saying so, where the network has a layer it does "
+                        "not cover); gauss-newton = the sampled Gauss-Newton diagonal")
     g.add_argument("--eps", type=positive, default=r["eps"], help="Adam/AdamW/RMSProp epsilon")
     g.add_argument("--weight-decay", type=non_negative, default=r["weight_decay"])
     g.add_argument("--label-smoothing", type=fraction, default=r["label_smoothing"])
@@ -1312,12 +1316,16 @@ class SDLM(torch.optim.Optimizer):
     before each pass over the training set (the paper: 500 patterns, mu = 0.02). Until the first
     estimate h_kk = 0. h_kk is optimizer state: it is saved and restored with ``state_dict()``.
 
-    What h_kk is. The paper back-propagates second derivatives with the Gauss-Newton rule (the
+    What h_kk is. ``rule="paper"`` (the default, ``--hessian paper``) is the paper's own estimate,
+    :func:`paper_diagonal`: second derivatives back-propagated with the Gauss-Newton rule (the
     square of each unit's activation derivative times the downstream second derivative; for a
-    shared weight, the sum over its connections), and to keep that as cheap as back-propagation it
-    also drops the off-diagonal terms between units and between the connections of a shared weight
-    (Appendix C). PyTorch cannot run that "squared" backward pass for an arbitrary network, so
-    :func:`gauss_newton_diagonal` estimates the quantity those rules approximate: the diagonal of
+    shared weight, the sum over its connections), dropping the off-diagonal terms between units and
+    between the connections of a shared weight (Appendix C), averaged over the sample. It covers
+    the layers LeNet-style networks are made of (convolutions, linear layers, elementwise
+    activations, max and average pools, flatten, residual sums, batch norm and dropout in eval
+    mode); for a network with any other layer :meth:`estimate` falls back to ``gauss-newton`` and
+    says why. ``rule="gauss-newton"`` (``--hessian gauss-newton``),
+    :func:`gauss_newton_diagonal`, estimates the quantity the paper's rule approximates: the diagonal of
     the Gauss-Newton matrix J^T H J averaged over the sample, J the Jacobian of the network's scores
     z with respect to the parameters, H the Hessian of the loss with respect to z (cross-entropy:
     diag(p) - p p^T, p the softmax; positive semi-definite, so h_kk >= 0). As
@@ -1378,15 +1386,139 @@ class SDLM(torch.optim.Optimizer):
             torch._foreach_sub_(params, torch._foreach_mul(etas, grads))  # w_k -= eta_k * g_k
         return loss
 
-    def estimate(self, model: nn.Module, x: torch.Tensor, exact: bool = False) -> None:
-        """Set h_kk from the patterns ``x`` (N, ...): :func:`gauss_newton_diagonal`."""
+    def estimate(self, model: nn.Module, x: torch.Tensor, exact: bool = False,
+                 rule: str = "gauss-newton") -> str | None:
+        """Set h_kk from the patterns ``x`` (N, ...) by ``rule``: "paper" (:func:`paper_diagonal`)
+        or "gauss-newton" (:func:`gauss_newton_diagonal`). Returns why the paper's rule fell back
+        to gauss-newton, or None."""
         owned = {id(p) for group in self.param_groups for p in group["params"]}
         named = {n: p for n, p in model.named_parameters() if id(p) in owned}
-        diag = gauss_newton_diagonal(model, named, x, exact)
+        why = None
+        if rule == "paper":
+            try:
+                diag = paper_diagonal(model, named, x)
+            except NotImplementedError as e:
+                why = str(e)
+        if rule != "paper" or why:
+            diag = gauss_newton_diagonal(model, named, x, exact)
         with torch.no_grad():
             for n, p in named.items():
                 self.hessian(p).copy_(diag[n])
         self._eta.clear()
+        return why
+
+
+#: the layers :func:`paper_diagonal` takes: elementwise activations (their squared derivative),
+#: and layers that only route or copy values (their Jacobian's entries are 0 or 1, squares alike)
+_ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.GELU,
+                nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Softplus)
+_ROUTING = (nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity)
+
+
+def paper_diagonal(model: nn.Module, named: dict, x: torch.Tensor) -> dict:
+    """{name: h_kk} by LeCun et al. 1998, Appendix C, averaged over the patterns ``x``.
+
+    The rule, per pattern, from the scores z back: d2E/dz_i^2 = p_i (1 - p_i) (the cross-entropy's
+    Gauss-Newton diagonal, p the softmax); through a unit y = f(a): d2E/da^2 = f'(a)^2 d2E/dy^2;
+    through a weighted sum a_i = sum_j w_ij x_j: d2E/dx_j^2 = sum_i w_ij^2 d2E/da_i^2 and
+    d2E/dw_ij^2 = sum over the connections of w_ij of x_j^2 d2E/da_i^2 (a bias: x_j = 1). For a
+    convolution or linear layer both are one vector-Jacobian product of the layer with its weights
+    squared at its input squared (the layer is linear in each), so the pass costs about one
+    back-propagation. Taken in eval mode, in float32, on the network's traced graph (torch.fx);
+    raises NotImplementedError naming the first layer the rule does not cover."""
+    import operator
+    import torch.fx as fx
+    from torch.func import functional_call, vjp
+
+    try:
+        gm = fx.symbolic_trace(model)
+    except Exception as e:  # noqa: BLE001 - any trace failure means: use the other rule
+        raise NotImplementedError(f"the network cannot be traced ({first_line(e)})") from None
+    modules = dict(gm.named_modules())
+    values: dict = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            values[n] = super().run_node(n)
+            return values[n]
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            Recorder(gm).run(x.detach().float())
+        out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+        z = out[0] if isinstance(out, (tuple, list)) else out
+        p = torch.softmax(logits(values[z]).float(), 1)
+        h = {z: p - p * p}
+        total = {n: torch.zeros_like(t, dtype=torch.float32) for n, t in named.items()}
+        owner = {id(t): n for n, t in named.items()}
+
+        def give(node, g: torch.Tensor) -> None:
+            if isinstance(node, fx.Node):
+                h[node] = h[node] + g if node in h else g
+
+        def through(fn, xin: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+            return vjp(fn, xin)[1](g)[0]
+
+        for n in reversed(list(gm.graph.nodes)):
+            if n not in h or n.op == "placeholder":
+                continue
+            g = h.pop(n)
+            m = modules.get(n.target) if n.op == "call_module" else None
+            xin = values.get(n.args[0]) if n.args and isinstance(n.args[0], fx.Node) else None
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+                ps = dict(m.named_parameters(recurse=False))
+                sq = {
+                    k: v.detach().square() if k == "weight" else v.detach() for k, v in ps.items()
+                }
+                _, f = vjp(lambda q, xi: functional_call(m, q, (xi,)), sq, xin.square())
+                gp, gx = f(g)
+                for k, t in gp.items():
+                    if id(ps[k]) in owner:
+                        total[owner[id(ps[k])]] += t.detach()
+                give(n.args[0], gx)
+            elif isinstance(m, _ELEMENTWISE):
+                slope = through(m, xin, torch.ones_like(xin))
+                give(n.args[0], slope.square() * g)
+            elif isinstance(m, _ROUTING):
+                give(n.args[0], through(m, xin, g))
+            elif isinstance(m, nn.AvgPool2d):
+                one = torch.ones_like(xin[:1])
+                count = F.avg_pool2d(one, m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                                     m.count_include_pad, divisor_override=1)
+                give(n.args[0], through(m, xin, g * m(one) / count))  # each entry's weight, squared
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.track_running_stats:
+                scale = (m.running_var + m.eps).rsqrt()
+                shape = (1, -1) + (1,) * (xin.ndim - 2)
+                xhat = (xin - m.running_mean.view(shape)) * scale.view(shape)
+                dims = [d for d in range(xin.ndim) if d != 1]
+                if m.affine and id(m.weight) in owner:
+                    total[owner[id(m.weight)]] += (xhat.square() * g).sum(dims)
+                if m.affine and id(m.bias) in owner:
+                    total[owner[id(m.bias)]] += g.sum(dims)
+                w = scale * (m.weight.detach() if m.affine else 1)
+                give(n.args[0], w.square().view(shape) * g)
+            elif n.op == "call_function" and n.target in (operator.add, torch.add) \
+                    and not n.kwargs:
+                for a in n.args:
+                    give(a, g)
+            elif (n.op == "call_function" and n.target is torch.flatten) or (
+                    n.op == "call_method" and n.target in ("flatten", "view", "reshape")):
+                rest = [values[a] if isinstance(a, fx.Node) else a for a in n.args[1:]]
+                fn = (lambda t: n.target(t, *rest, **n.kwargs)) if n.op == "call_function" else (
+                    lambda t: getattr(t, n.target)(*rest, **n.kwargs))
+                give(n.args[0], through(fn, xin, g))
+            else:
+                what = (
+                    type(m).__name__
+                    if m is not None
+                    else f"{n.op} {getattr(n.target, '__name__', n.target)}"
+                )
+                raise NotImplementedError(f"the paper's rule does not cover {what} ({n.name})")
+    finally:
+        model.train(was_training)
+    return {k: t / len(x) for k, t in total.items()}
 
 
 def gauss_newton_diagonal(model: nn.Module, named: dict, x: torch.Tensor,
@@ -1444,7 +1576,10 @@ def estimate_curvature(args, rt: "Runtime", model: nn.Module, opt: SDLM, train_b
         if n * rt.world >= args.hessian_samples:
             break
     x = torch.cat(xs)[:max(1, math.ceil(args.hessian_samples / rt.world))].to(rt.device)
-    opt.estimate(model, x)
+    why = opt.estimate(model, x, rule=args.hessian)
+    if why and not getattr(opt, "_said_fallback", False):
+        opt._said_fallback = True
+        rt.log(f"sdlm: --hessian paper: {why}; h_kk is the sampled Gauss-Newton diagonal instead")
     if rt.world > 1:
         import torch.distributed as dist
         for group in opt.param_groups:

@@ -44,6 +44,7 @@ RECIPE = {
     "eps": None,
     "mu": 0.02,
     "hessian_samples": 500,
+    "hessian": "paper",
     "weight_decay": 5e-05,
     "batch_size": 1024,
     "epochs": 100,
@@ -74,7 +75,7 @@ RECIPE = {
     "eval_crop": "center",
     "eval_resize": 256,
 }
-RUNTIME_INTERFACE = 1
+RUNTIME_INTERFACE = 2
 
 
 def load_runtime():

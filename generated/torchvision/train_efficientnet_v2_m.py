@@ -44,6 +44,7 @@ RECIPE = {
     "eps": 0.001,
     "mu": 0.02,
     "hessian_samples": 500,
+    "hessian": "paper",
     "weight_decay": 1e-05,
     "batch_size": 4096,
     "epochs": 350,
@@ -74,7 +75,7 @@ RECIPE = {
     "eval_crop": "center",
     "eval_resize": None,
 }
-RUNTIME_INTERFACE = 1
+RUNTIME_INTERFACE = 2
 
 
 def load_runtime():

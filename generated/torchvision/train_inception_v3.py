@@ -42,6 +42,7 @@ RECIPE = {
     "eps": 1.0,
     "mu": 0.02,
     "hessian_samples": 500,
+    "hessian": "paper",
     "weight_decay": 4e-05,
     "batch_size": 32,
     "epochs": 100,
@@ -72,7 +73,7 @@ RECIPE = {
     "eval_crop": "center",
     "eval_resize": 342,
 }
-RUNTIME_INTERFACE = 1
+RUNTIME_INTERFACE = 2
 
 
 def load_runtime():
