@@ -314,7 +314,7 @@ def test_outputs_that_collide_name_both_specs(tmp_path):
 
 
 def test_a_network_cannot_take_the_runtimes_name(tmp_path):
-    """archspec_train.py is the training runtime in every folder of scripts: no network is named so."""
+    """archspec_train.py is the training runtime (at the top of the output folder): no network is named so."""
     spec = _spec(tmp_path, "archspec_train")
     assert errors("build", spec, "-o", tmp_path / "out") == [
         f"{spec}:1:1: error: a network cannot be named 'archspec_train': archspec_train.py is the training "

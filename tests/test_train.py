@@ -58,12 +58,12 @@ def test_every_network_has_a_training_script():
     assert models == all_models
 
 
-def test_one_runtime_per_folder_of_scripts_and_short_scripts():
-    """Issue #14: every folder that holds training scripts holds the runtime, the same text in each;
-    a script is its recipe as data and a call into it."""
+def test_one_runtime_for_the_output_folder_and_short_scripts():
+    """Issue #14: generated/ holds one runtime, at its top, and every script in every subfolder
+    loads that one; a script is its recipe as data and a call into it."""
     runtimes = sorted(GENERATED.rglob("archspec_train.py"))
-    assert [p.parent for p in runtimes] == sorted({p.parent for p in SCRIPTS})
-    assert len({p.read_bytes() for p in runtimes}) == 1
+    assert runtimes == [GENERATED / "archspec_train.py"]
+    assert {(p.parent / load_script_constant(p, "RUNTIME")).resolve() for p in SCRIPTS} == {runtimes[0].resolve()}
     text = runtimes[0].read_text()
     assert "{{" not in text and "{%" not in text
     assert imports(text) == ["__future__", "argparse", "contextlib", "dataclasses", "importlib.util", "json",
@@ -73,6 +73,15 @@ def test_one_runtime_per_folder_of_scripts_and_short_scripts():
         text = p.read_text()
         assert len(text.splitlines()) < 200, p  # ~125; a piecewise schedule of 20 steps: 147
         assert imports(text) == ["__future__", "hashlib", "importlib.util", "pathlib", "sys"], p
+
+
+def load_script_constant(path: Path, name: str):
+    """A top-level constant of a script, read without running it."""
+    import ast
+    for n in ast.parse(path.read_text()).body:
+        if isinstance(n, ast.Assign) and [t.id for t in n.targets if isinstance(t, ast.Name)] == [name]:
+            return ast.literal_eval(n.value)
+    raise KeyError(name)
 
 
 def imports(source: str) -> list[str]:
@@ -103,7 +112,8 @@ def test_the_script_finds_its_own_runtime(tmp_path, monkeypatch, capsys):
     r = subprocess.run([sys.executable, "-m", "a.train_lenet5", "--help"], capture_output=True, text=True,
                        timeout=120, env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert r.returncode == 0 and r.stdout.startswith("usage: train_lenet5.py"), r.stderr
-    text = (tmp_path / "b" / "archspec_train.py").read_text().replace("\nINTERFACE = 1\n", "\nINTERFACE = 2\n")
+    from archspec.codegen.train import RUNTIME_INTERFACE as now
+    text = (tmp_path / "b" / "archspec_train.py").read_text().replace(f"\nINTERFACE = {now}\n", f"\nINTERFACE = {now + 1}\n")
     (tmp_path / "b" / "archspec_train.py").write_text(text)
     c = load_script(tmp_path / "b" / "train_lenet5.py")
     monkeypatch.delitem(sys.modules, rb.__name__)  # as in a new process
@@ -111,7 +121,7 @@ def test_the_script_finds_its_own_runtime(tmp_path, monkeypatch, capsys):
         c.main(["--help"])
     assert e.value.code == 2 and capsys.readouterr().err.splitlines() == [
         f"train_lenet5.py: error: {tmp_path / 'b' / 'archspec_train.py'} is the runtime of another archspec "
-        "version (interface 2, this script's is 1); build the script and its runtime together"]
+        f"version (interface {now + 1}, this script's is {now}); build the script and its runtime together"]
     (tmp_path / "b" / "archspec_train.py").unlink()
     del sys.modules[rb.__name__]
     with pytest.raises(SystemExit) as e:

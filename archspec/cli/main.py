@@ -413,7 +413,7 @@ def build(
     for o in outputs:
         mark = "wrote" if o.path in changed else "unchanged"
         if o.source is None:
-            print(f"{mark} {o.path}  (the training runtime of the scripts in {o.path.parent})")
+            print(f"{mark} {o.path}  (the training runtime of the scripts in {o.path.parent} and its subfolders)")
             continue
         st = o.source.stats
         if o.kind == "train":

@@ -1,7 +1,7 @@
 """The emitted training script ``train_<name>.py``: the validated recipe as template variables.
 
 The script is short: its recipe as data and a call into ``archspec_train.py``, the training runtime
-that ``build`` writes once into every output folder that holds scripts (templates/train.py.j2,
+that ``build`` writes once, at the top of the output folder (templates/train.py.j2,
 rendered with :func:`runtime_context`). :data:`RUNTIME_INTERFACE` is what the two agree on (the
 fields of the runtime's ``Network``, the keys of :func:`recipe_dict`): bump it when either changes,
 so that a script beside a runtime of another build stops with one line instead of a traceback.
@@ -35,7 +35,7 @@ from ..spec.train import TrainRecipe
 __all__ = ["train_context", "runtime_context", "recipe_dict", "input_size_range", "RUNTIME_FILE",
            "RUNTIME_INTERFACE"]
 
-#: the runtime's file name in each output folder (a network cannot be named ``archspec_train``)
+#: the runtime's file name, at the top of the output folder (a network cannot be named ``archspec_train``)
 RUNTIME_FILE = "archspec_train.py"
 RUNTIME_INTERFACE = 2
 
@@ -303,7 +303,7 @@ def _value(v: Any) -> str:
 
 
 def train_context(net: Network, module_file: str, class_name: str, spec_display: str,
-                  graph: Any = None) -> dict[str, Any]:
+                  graph: Any = None, runtime: str = RUNTIME_FILE) -> dict[str, Any]:
     """Template variables; prose goes through the docstring filter, values through ``repr``."""
     recipe = net.train if net.train is not None else TrainRecipe()
     source = (recipe.source or "the spec's train: section") if net.train is not None else (
@@ -317,8 +317,8 @@ def train_context(net: Network, module_file: str, class_name: str, spec_display:
         "Data: synthetic, digits (scikit-learn's 8x8 digits, resized), cifar10:PATH (the python-pickle "
         "batches), imagefolder:PATH (PATH/train and PATH/val class folders). Checkpoints, metrics.jsonl "
         f"and curves.png go to --out-dir. The model comes from the sibling file {_safe_doc(module_file)}, "
-        f"the training loop from {RUNTIME_FILE}, archspec's training runtime, which build writes beside "
-        "it (copy the whole folder).", 100, break_long_words=False, break_on_hyphens=False)
+        f"the training loop from {RUNTIME_FILE}, archspec's training runtime, which build writes once at "
+        "the top of the output folder (copy the whole folder).", 100, break_long_words=False, break_on_hyphens=False)
     return {
         "doc_head": "\n".join(head),
         "doc_tail": "\n".join(tail),
@@ -333,6 +333,7 @@ def train_context(net: Network, module_file: str, class_name: str, spec_display:
         "class_name": class_name,
         "input_shape": repr(tuple(net.input)),
         "num_classes": repr(net.num_classes),
+        "runtime_path": literal(runtime),
         "recipe_lines": _lines(recipe_dict(recipe, tuple(net.input))),
         "runtime_interface": repr(RUNTIME_INTERFACE),
     }

@@ -1,8 +1,9 @@
 """Rendering and writing generated files: deterministic, atomic, checkable, confined.
 
-A network gets its module ``<name>.py`` and its training script ``train_<name>.py``; every output
-folder that holds training scripts also gets ``archspec_train.py``, the training runtime the scripts
-call into (the same text in each folder, rendered once per build from templates/train.py.j2).
+A network gets its module ``<name>.py`` and its training script ``train_<name>.py``; the output
+folder, when it holds training scripts, also gets ``archspec_train.py`` at its top, the training
+runtime the scripts call into (rendered once per build from templates/train.py.j2; a script in a
+subfolder loads it by its relative path, ``../archspec_train.py``).
 
 A build renders everything in memory first; only when every file rendered does it write them:
 first every changed file into a temporary file beside its target (``.NAME.XXXX.tmp``), and only
@@ -138,13 +139,13 @@ def render_specs(refs: list[str], out_dir: Path) -> list[Output]:
                                 code="output_clash", hint=f"{what} and {other_what}; rename one of the networks")
             seen[key] = (ref, what)
             outputs.append(o)
-    return outputs + _runtimes(outputs, seen)
+    return outputs + _runtimes(outputs, seen, out_dir)
 
 
-def _runtimes(outputs: list[Output], seen: dict[str, tuple[str, str]]) -> list[Output]:
-    """``archspec_train.py`` in each folder that holds training scripts, in the order of the folders'
-    first scripts (the same text everywhere: rendered once)."""
-    folders = list(dict.fromkeys(o.path.parent for o in outputs if o.kind == "train"))
+def _runtimes(outputs: list[Output], seen: dict[str, tuple[str, str]], out_dir: Path) -> list[Output]:
+    """``archspec_train.py`` at the top of the output folder, once, when any training script was
+    written (each script loads it by its path relative to the script's own folder)."""
+    folders = [out_dir] if any(o.kind == "train" for o in outputs) else []
     if not folders:
         return []
     try:
@@ -221,8 +222,9 @@ def _render_ref(ref: str, out_dir: Path) -> list[tuple[Output, str, str]]:
         target = output_path(net.file, out_dir, net.name, many)
         # the training script beside the module: train_<module>.py imports <module>.py
         script = target.with_name(f"train_{target.name}")
+        runtime = Path(os.path.relpath(out_dir / RUNTIME_FILE, script.parent)).as_posix()
         text = wrap_long_lines(render("train_script.py.j2", **train_context(net, target.name, src.class_name, display,
-                                                                     src.graph)))
+                                                                     src.graph, runtime)))
         items.append((Output(target, _check_python(src.text, net), src), net.ref, net.file))
         items.append((Output(script, _check_python(text, net), src, kind="train"), net.ref, net.file))
     return items

@@ -12,8 +12,8 @@ Recipe: Zagoruyko & Komodakis 2016, §3
 Data: synthetic, digits (scikit-learn's 8x8 digits, resized), cifar10:PATH (the python-pickle
 batches), imagefolder:PATH (PATH/train and PATH/val class folders). Checkpoints, metrics.jsonl and
 curves.png go to --out-dir. The model comes from the sibling file wrn16_8.py, the training loop from
-archspec_train.py, archspec's training runtime, which build writes beside it (copy the whole
-folder).
+archspec_train.py, archspec's training runtime, which build writes once at the top of the output
+folder (copy the whole folder).
 """
 
 from __future__ import annotations
@@ -74,12 +74,14 @@ RECIPE = {
     "eval_resize": None,
 }
 RUNTIME_INTERFACE = 2
+RUNTIME = "../archspec_train.py"  # archspec_train.py, relative to this file's folder
 
 
 def load_runtime():
-    """archspec_train.py from this file's folder, whatever the working directory; one module per
-    folder, so that folders built by different archspec versions never share a runtime."""
-    path = Path(__file__).resolve().with_name("archspec_train.py")
+    """The training runtime at the top of the output folder, found from this file's folder,
+    whatever the working directory; one module per runtime file, so that folders built by
+    different archspec versions never share one."""
+    path = (Path(__file__).resolve().parent / RUNTIME).resolve()
     name = f"archspec_train_{hashlib.sha256(bytes(path)).hexdigest()[:16]}"
     if name not in sys.modules:
         if not path.is_file():
