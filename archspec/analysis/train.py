@@ -77,6 +77,9 @@ class TrainStats:
     peak_bytes: int
     peak_at: str  # where the peak is reached: "forward", "backward: LAYER" or "optimizer step"
     layers: list[LayerTrain] = field(default_factory=list)
+    #: the memory at every instant the model looks at, in an order that does not depend on the
+    #: batch: each is affine in the batch (up to the 512-byte rounding), which max_batch uses
+    trace: list[int] = field(default_factory=list, repr=False)
 
     def as_dict(self, per_layer: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -136,7 +139,7 @@ def network_train(graph: Graph, stats: Any, recipe: Any = None, *, batch: int = 
 
 def train_cost(graph: Graph, layer_params: dict[str, int], *, batch: int = 1, precision: str = "fp32",
                optimizer: str = "sgd-momentum", recipe: Any = None, device: str = "cuda",
-               param_tensors: dict[str, list[int]] | None = None, num_classes: int | None = None,
+               param_tensors: dict[str, list[int]] | None = None,
                workspace: int = 0) -> TrainStats:
     """The training step of ``graph`` (every node, the training-only ones included: a training step
     runs them). ``layer_params``: each node's parameter count (:class:`~archspec.analysis.stats.LayerStats`).
@@ -231,90 +234,107 @@ def train_cost(graph: Graph, layer_params: dict[str, int], *, batch: int = 1, pr
     state_round = n_state * p_round
     if optimizer in ("adam", "adamw"):
         state_round += n_tensors * BLOCK  # fused Adam keeps each parameter's step count on the device
-    base = p_round + state_round + _round(input_bytes) + _round(8 * batch)  # + the labels
+    # the batch and its labels; on CUDA the script makes a channels-last copy of an image batch
+    base = p_round + state_round + _round(input_bytes) + _round(8 * batch)
+    if device == "cuda" and len(graph.input_shape) == 3:
+        base += _round(input_bytes)
     outputs = [graph.output] + [a.output for a in graph.aux.values()]
-    classes = num_classes or 1
-    loss_bytes = sum(_round(batch * numel(graph.node(o).shape) * 4) for o in outputs)  # log_softmax, f32
-    # forward: a storage lives from its producer until its last reader, or to the backward if saved
+    # cross-entropy in fp32: a copy of the logits (under autocast) and log_softmax's output (saved)
+    loss_bytes = sum(_round(batch * numel(graph.node(o).shape) * 4) * (2 if amp else 1) for o in outputs)
+    trace: list[tuple[str, int]] = []  # every instant the model looks at, in order
+
+    # forward: an output lives until its last reader, or, saved, into the backward
     last_read: dict[str, int] = {}
     for i, node in enumerate(nodes):
         for x in node.inputs:
             last_read[tensor[x][0]] = i
     for o in outputs:
         last_read[tensor[o][0]] = len(nodes)  # the outputs outlive the forward
-    live = 0
-    peak, peak_at = 0, "forward"
-    born: dict[int, list[str]] = {}
+    made: dict[int, list[str]] = {}  # buffers an op makes to save them (BN's statistics, masks, copies)
     for key, i in first_saver.items():
-        born.setdefault(i, []).append(key)
+        if "#" in key:
+            made.setdefault(i, []).append(key)
     alive: set[str] = set()
-    for i, node in enumerate(nodes):
-        if i == 0:
-            continue  # the input batch is in base
-        sid = tensor[node.id][0]
-        new = [sid] if sid == node.id else []
-        new += [k for k in born.get(i, []) if k not in alive and k != sid and k in storage and "#" in k]
-        for k in new:
+    live = 0
+    for i, node in enumerate(nodes[1:], 1):
+        for k in ([node.id] if tensor[node.id][0] == node.id else []) + made.get(i, []):
             if k not in alive:
                 alive.add(k)
                 live += _round(storage[k])
-        if base + live > peak:
-            peak, peak_at = base + live, "forward"
-        # free what nobody reads any more and nobody saved
-        for x in set(node.inputs) | {node.id}:
+        trace.append(("forward", base + live))
+        for x in {*node.inputs, node.id}:
             k = tensor[x][0]
             if k in alive and k not in first_saver and last_read.get(k, -1) <= i:
                 alive.discard(k)
                 live -= _round(storage[k])
-    end_forward = base + live + _round(amp_cache) + loss_bytes
-    if end_forward > peak:
-        peak, peak_at = end_forward, "forward"
-    live += loss_bytes  # log_softmax's output is saved for the loss's backward
-    # backward: in reverse order; a saved storage is freed after the backward of its first saver
-    last_bwd = {k: min(v) for k, v in saved_by.items()}
-    grads: dict[str, int] = {}  # storage of a tensor -> bytes of its gradient, while pending
-    grad_params = 0
+    trace.append(("forward", base + live + _round(amp_cache) + loss_bytes))
+    live += loss_bytes // (2 if amp else 1)  # log_softmax's output stays for the loss's backward
+
+    # backward, in reverse order: each op's gradients, then what only its backward needed is freed
+    free_after: dict[int, list[str]] = {}
+    for k, users in saved_by.items():
+        free_after.setdefault(min(users), []).append(k)
+    gsize: dict[int, int] = {}  # gradient buffer -> bytes
+    grad_of: dict[str, int] = {}  # node -> its output's pending gradient buffer
+    refs: dict[int, int] = {}
+    counter = [0]
+
+    def new_grad(nbytes: int) -> int:
+        counter[0] += 1
+        gsize[counter[0]] = _round(nbytes)
+        refs[counter[0]] = 0
+        return counter[0]
+
+    def hold(node_id: str, gid: int) -> None:
+        grad_of[node_id] = gid
+        refs[gid] += 1
+
+    def drop(gid: int) -> None:
+        refs[gid] -= 1
+        if refs[gid] == 0:
+            del gsize[gid], refs[gid]
+
     for o in outputs:
         sid, dt, req, nb = tensor[o]
-        grads[o] = _round(batch * numel(graph.node(o).shape) * DTYPE_BYTES[dt])
+        hold(o, new_grad(batch * numel(graph.node(o).shape) * DTYPE_BYTES[dt]))
+    grad_params = 0
     for i in range(len(nodes) - 1, 0, -1):
         node = nodes[i]
-        g_out = grads.pop(node.id, 0)
-        if not tensor[node.id][2]:
+        g_out = grad_of.pop(node.id, None)
+        if g_out is None or not tensor[node.id][2]:
+            if g_out is not None:
+                drop(g_out)
             continue
         transient = 0
-        for x in node.inputs:
+        for x in dict.fromkeys(node.inputs):
             sid, dt, req, nb = tensor[x]
             if not req:
                 continue
-            gb = _round(batch * numel(graph.node(x).shape) * DTYPE_BYTES[dt])
-            if x in grads:
-                transient += gb  # a second contribution, added into the first
+            if costs[i].grad_view and x not in grad_of:
+                hold(x, g_out)  # the same buffer (or a view of it)
+            elif x in grad_of:
+                transient += _round(batch * numel(graph.node(x).shape) * DTYPE_BYTES[dt])  # added in
             else:
-                grads[x] = gb
+                hold(x, new_grad(batch * numel(graph.node(x).shape) * DTYPE_BYTES[dt]))
         for n in sizes.get(node.id, []):
             grad_params += _round(4 * n)
-        pending = sum(grads.values())
-        now = base + live + grad_params + pending + g_out + transient + workspace
-        if now > peak:
-            peak, peak_at = now, f"backward: {node.id}"
-        for k, j in last_bwd.items():
-            if j == i and k in alive and k != nodes[0].id:
+        trace.append((f"backward: {node.id}", base + live + grad_params + sum(gsize.values()) + transient
+                      + workspace))
+        drop(g_out)
+        for k in free_after.get(i, []):
+            if k in alive:
                 alive.discard(k)
                 live -= _round(storage[k])
-        if i == min((j for j in last_bwd.values()), default=0):
-            pass
     # the optimizer step: parameters, gradients, state (+ foreach RMSprop's temporaries)
-    step = base + p_round + (2 * p_round if optimizer == "rmsprop" else 0)
-    if optimizer != "none" and step > peak:
-        peak, peak_at = step, "optimizer step"
-    del classes
+    if optimizer != "none":
+        trace.append(("optimizer step", base + p_round + (2 * p_round if optimizer == "rmsprop" else 0)))
+    peak_at, peak = max(trace, key=lambda t: t[1])
     return TrainStats(
         batch=batch, precision=precision, optimizer=optimizer, device=device,
         flops_fwd=sum(r.flops_fwd for r in layers), flops_bwd=sum(r.flops_bwd for r in layers),
         saved_bytes=saved_bytes, params_bytes=params_bytes, grad_bytes=params_bytes,
         optimizer_bytes=optimizer_bytes, input_bytes=input_bytes, peak_bytes=peak, peak_at=peak_at,
-        layers=layers[1:])
+        layers=layers[1:], trace=[t[1] for t in trace])
 
 
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(i?)([bB]?)\s*$")
@@ -330,17 +350,34 @@ def parse_bytes(text: str) -> int:
     return int(value * (1024 if binary else 1000) ** power)
 
 
-def max_batch(peak_at_batch, budget: int, limit: int = 1 << 20) -> int:
-    """The largest batch ``b`` with ``peak_at_batch(b) <= budget`` (0 if not even 1 fits): doubling,
-    then bisection (the peak grows with the batch)."""
-    if peak_at_batch(1) > budget:
+def max_batch(step, budget: int, limit: int = 1 << 24) -> int:
+    """The largest batch ``b`` whose peak, ``step(b)`` (a :class:`TrainStats` or a number of bytes),
+    is within ``budget``; 0 if not even 1 fits. Every instant of the memory model is affine in the
+    batch (up to the 512-byte rounding), so two evaluations give the answer to within a block; a
+    few more confirm it (a bisection where they do not)."""
+    def peak(b: int) -> tuple[int, list[int]]:
+        r = step(b)
+        return (r.peak_bytes, r.trace) if isinstance(r, TrainStats) else (r, [r])
+
+    p1, t1 = peak(1)
+    if p1 > budget:
         return 0
-    lo, hi = 1, 2
-    while hi <= limit and peak_at_batch(hi) <= budget:
-        lo, hi = hi, hi * 2
-    if hi > limit:
-        return limit
+    p2, t2 = peak(2)
+    if p2 > budget:
+        return 1
+    guess = limit
+    for a1, a2 in zip(t1, t2):
+        slope = a2 - a1
+        if slope > 0:
+            guess = min(guess, (budget - (a1 - slope)) // slope)
+    guess = max(2, min(guess, limit))
+    lo, hi = 2, limit + 1  # peak(lo) fits; peak(hi) does not (limit + 1: never evaluated)
+    for b in (guess, guess + 1, guess - 1):  # the estimate and its neighbours settle it almost always
+        if lo < b < hi:
+            lo, hi = (b, hi) if peak(b)[0] <= budget else (lo, b)
     while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if peak_at_batch(mid) <= budget else (lo, mid)
+        mid = (lo + hi) // 2 if hi <= limit else min(2 * lo, limit)
+        if mid == lo:
+            break
+        lo, hi = (mid, hi) if peak(mid)[0] <= budget else (lo, mid)
     return lo

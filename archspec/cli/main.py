@@ -280,7 +280,7 @@ def _train_stats(results: list, per_layer: bool, fmt: "Format", batch: int, prec
         fits = None
         if budget is not None:
             fits = max_batch(lambda b: network_train(g, st, net.train, batch=b, precision=precision,
-                                                     optimizer=optimizer).peak_bytes, budget)
+                                                     optimizer=optimizer), budget)
         rows.append((net, st, tr, fits))
     if fmt is Format.json:
         out = []

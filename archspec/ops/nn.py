@@ -39,6 +39,7 @@ from .registry import (
     pair,
     register,
     train_new,
+    train_slice,
     train_view,
 )
 
@@ -410,8 +411,9 @@ class GeluAttrs(Attrs):
         "none", description="'none': x·Φ(x) exactly; 'tanh': Hendrycks & Gimpel's tanh approximation")
 
 
-def _silu_inplace_train(a, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
-    """silu_ in place: the input's storage; autograd keeps a copy of the input from before."""
+def _inplace_saves_copy(a, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """In place, with a backward that reads the input from before (silu_, hardtanh_ of ReLU6): the
+    input's storage, and autograd keeps a copy of the old values."""
     return TrainCost(ctx.in_dtypes[0], alias=0,
                      saves=(Saved("new", numel=ctx.batch * numel(ins[0]), dtype=ctx.in_dtypes[0]),))
 
@@ -424,10 +426,10 @@ def _softmax_train(a, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainC
 
 _activation("relu", "nn.ReLU(inplace=True)", "Rectified linear unit max(0, x).", train=_inplace_saves_output)
 _activation("relu6", "nn.ReLU6(inplace=True)", "ReLU capped at 6: min(max(0, x), 6) (MobileNetV2).",
-            train=_inplace_saves_output)
+            train=_inplace_saves_copy)
 _activation("hardswish", "nn.Hardswish()", "Hard swish x·relu6(x + 3)/6 (MobileNetV3).")
 _activation("hardsigmoid", "nn.Hardsigmoid()", "Hard sigmoid relu6(x + 3)/6 (MobileNetV3's SE gate).")
-_activation("silu", "nn.SiLU(inplace=True)", "SiLU / swish x·sigmoid(x) (EfficientNet).", train=_silu_inplace_train)
+_activation("silu", "nn.SiLU(inplace=True)", "SiLU / swish x·sigmoid(x) (EfficientNet).", train=_inplace_saves_copy)
 _activation("tanh", "nn.Tanh()", "Hyperbolic tangent.", train=_saves_output)
 _activation("sigmoid", "nn.Sigmoid()", "Logistic sigmoid.", train=_saves_output)
 register(OpDef(
@@ -455,7 +457,7 @@ def _dropout_train(a: DropoutAttrs, ins: list[Shape], out: Shape, ctx: TrainCont
     """p = 0: the input itself. CUDA (native_dropout) saves a bool mask; the CPU multiplies by a
     noise tensor of the input's dtype, which the product saves."""
     if a.p == 0:
-        return TrainCost(ctx.in_dtypes[0], alias=0)
+        return TrainCost(ctx.in_dtypes[0], alias=0, grad_view=True)
     n = ctx.batch * numel(ins[0])
     mask = Saved("new", numel=n, dtype="bool" if ctx.device == "cuda" else ctx.in_dtypes[0])
     return TrainCost(ctx.in_dtypes[0], saves=(mask,))
@@ -511,7 +513,7 @@ def _stochastic_depth_train(a: StochasticDepthAttrs, ins: list[Shape], out: Shap
     """p = 0: the input itself; else x * noise, which saves the noise (one value per sample, or
     one for the batch)."""
     if a.p == 0:
-        return TrainCost(ctx.in_dtypes[0], alias=0)
+        return TrainCost(ctx.in_dtypes[0], alias=0, grad_view=True)
     n = ctx.batch if a.mode == "row" else 1
     return TrainCost(ctx.in_dtypes[0], saves=(Saved("new", numel=n, dtype=ctx.in_dtypes[0]),))
 
@@ -702,7 +704,7 @@ register(OpDef(
     doc="Channels start…stop−1 of the input, x[:, start:stop] (ShuffleNetV2's x.chunk(2, dim=1) is "
         "[0, C/2] and [C/2, C]): C×H×W -> (stop − start)×H×W; 0 <= start < stop <= C. A view, "
         "written as indexing (no module). No parameters; MACs 0.",
-    infer=_channels_infer, emit=_channels_emit, positional=("start", "stop"), train=train_view,
+    infer=_channels_infer, emit=_channels_emit, positional=("start", "stop"), train=train_slice,
 ))
 
 register(OpDef(
@@ -769,12 +771,13 @@ register(OpDef(
     name="add", attrs=NoAttrs, family="merge", inputs=(2, None),
     doc="Element-wise sum of equal shapes (residual connections). No parameters; MACs 0.",
     infer=_add_infer, emit=lambda a, i, o: Emit(call=" + ".join(f"{{{j}}}" for j in range(len(i)))),
-    train=train_new,
+    train=lambda a, i, o, ctx: TrainCost(ctx.wide(), grad_view=True),  # the gradient passes to both
 ))
 register(OpDef(
     name="concat", attrs=NoAttrs, family="merge", inputs=(1, None),
     doc="Concatenation along channels; all other dimensions must agree (inception, DenseNet).",
-    infer=_concat_infer, train=train_new,
+    infer=_concat_infer,  # the inputs' gradients are slices of the output's
+    train=lambda a, i, o, ctx: TrainCost(ctx.wide(), grad_view=True),
     emit=lambda a, i, o: Emit(call="torch.cat([" + ", ".join(f"{{{j}}}" for j in range(len(i))) + "], 1)"),
 ))
 register(OpDef(
@@ -815,7 +818,7 @@ register(OpDef(
         "No parameters; MACs 0.",
     infer=_pad_infer, emit=_pad_emit, window=lambda a, i: Window((1, 1), (a.stride, a.stride)),
     # x[:, :, ::s, ::s] is a view; the zero channels make a new tensor (constant_pad_nd saves nothing)
-    train=lambda a, i, o, ctx: (train_view if a.out == i[0][0] else train_new)(a, i, o, ctx),
+    train=lambda a, i, o, ctx: (train_slice if a.out == i[0][0] else train_new)(a, i, o, ctx),
     positional=("out", "stride"),
 ))
 

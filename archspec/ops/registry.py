@@ -37,6 +37,7 @@ __all__ = [
     "Saved",
     "TrainCost",
     "train_view",
+    "train_slice",
     "train_new",
     "Attrs",
     "NoAttrs",
@@ -242,6 +243,8 @@ class TrainCost:
     autograd does for the first layer); ``bwd_weight`` the rest (weight gradients, and the internal
     gradients of a composite op). ``saves``: what autograd keeps. ``alias``: the output shares input
     ``alias``'s storage (a view, an in-place op). ``out_dtype``: the output's dtype.
+    ``grad_view``: the backward hands the output's gradient (or views of it) to the inputs without
+    allocating (a reshape, add, cat); else it allocates each input's gradient (the peak model).
     """
 
     out_dtype: str
@@ -250,11 +253,18 @@ class TrainCost:
     bwd_weight: int = 0
     saves: tuple[Saved, ...] = ()
     alias: int | None = None
+    grad_view: bool = False
 
 
 def train_view(a: Any, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
-    """A view of its input (flatten, permute, a slice, identity): no FLOPs, nothing saved, the
-    input's storage."""
+    """A view of its input (flatten, permute, identity): no FLOPs, nothing saved, the input's
+    storage; its backward is a view of the gradient."""
+    return TrainCost(ctx.in_dtypes[0], alias=0, grad_view=True)
+
+
+def train_slice(a: Any, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """A part of its input (x[:, a:b], x[:, 0], x[..., ::2]): a view, nothing saved; its backward
+    allocates the input's gradient (zeros around the part)."""
     return TrainCost(ctx.in_dtypes[0], alias=0)
 
 

@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .registry import (Attrs, Counts, Emit, Helper, NoAttrs, NonNeg, OpDef, OpError, Pos, Prob, Saved, Shape,
-                       TrainContext, TrainCost, Window, is_channels_last, numel, register, train_view)
+                       TrainContext, TrainCost, Window, is_channels_last, numel, register, train_slice,
+                       train_view)
 
 __all__: list[str] = []  # the ops are reached through the registry
 
@@ -262,6 +263,6 @@ register(OpDef(
     doc="Take one token of the sequence (ViT Eq. 4: y = LN(z_L^0) reads the class token): (T, D) -> "
         "(D,). No parameters; MACs 0.",
     infer=_token_infer,
-    emit=lambda a, i, o: Emit(call=f"{{0}}[:, {a.index}]"), train=train_view,
+    emit=lambda a, i, o: Emit(call=f"{{0}}[:, {a.index}]"), train=train_slice,
     positional=("index",),
 ))

@@ -1,0 +1,179 @@
+"""stats --train against torch's own accounting of a training step (tests/train_reference.py).
+
+For every network of the zoo, on CPU tensors at batch 2 and the smallest input the spec takes with
+the same parameters: flops_fwd and flops_bwd equal FlopCounterMode's counts exactly, saved_bytes
+equals the bytes of the unique storages saved_tensors_hooks sees (parameters excluded) within 1 %
+(the rules aim at, and so far reach, exactness). fp32 for every network in make test; bf16-mixed
+(CPU autocast) for one network of each family of ops there, for all under -m heavy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from archspec.analysis import compile_spec
+from archspec.analysis.train import (OPTIMIZERS, max_batch, network_train, optimizer_of, parse_bytes,
+                                     train_cost)
+from archspec.errors import SpecError
+from archspec.ir import lower
+from archspec.load import load_networks
+from archspec.ops import REGISTRY
+
+from .conftest import HEAVY, ROOT
+from .test_codegen import PAPER_HEAVY, ZOO, load_module
+from .train_reference import measure
+
+#: bf16-mixed in make test: a network for each kind of op (the rest under -m heavy)
+BF16_FAST = {"resnet50", "densenet121", "efficientnet_b0", "mobilenet_v3_small", "googlenet", "alexnet",
+             "convnext_tiny", "swin_t", "shufflenet_v2_x0_5", "squeezenet1_0", "regnet_y_400mf", "vgg11_bn",
+             "lenet5", "mnasnet0_5", "vit_b_32", "preact_resnet164_cifar", "resnet20_cifar"}
+
+
+def _heavy(net) -> bool:
+    return net.name in HEAVY | PAPER_HEAVY
+
+
+def _params(precision: str):
+    out = []
+    for net, path in ZOO:
+        heavy = _heavy(net) or (precision == "bf16" and net.name not in BF16_FAST)
+        out.append(pytest.param(net, path, id=f"{net.ref}-{precision}",
+                                marks=[pytest.mark.heavy] if heavy else []))
+    return out
+
+
+def _small(net):
+    """(net, graph, stats) at the smallest square input of 32, 64, 96 … that keeps the parameters
+    (a global pool before the head), else at the spec's own input."""
+    [(n0, g0, s0)] = compile_spec(net.ref)
+    c, *hw = net.input
+    if len(hw) == 2 and hw[0] == hw[1]:
+        for side in (32, 64, 96, 128, 160):
+            if side >= hw[0]:
+                break
+            try:
+                [(n1, g1, s1)] = compile_spec(net.ref, (c, side, side))
+            except SpecError:
+                continue
+            if s1.params_with_aux == s0.params_with_aux:
+                return n1, g1, s1
+    return n0, g0, s0
+
+
+def _check(net, path, precision: str) -> None:
+    n, g, st = _small(net)
+    bf16 = precision == "bf16"
+    ours = network_train(g, st, n.train, batch=2, precision="bf16-mixed" if bf16 else "fp32", device="cpu")
+    mod = load_module(path)
+    torch.manual_seed(0)
+    model = mod.build(init_weights=False)
+    ref = measure(model, torch.randn(2, *n.input), bf16=bf16)
+    assert (ours.flops_fwd, ours.flops_bwd) == (ref["flops_fwd"], ref["flops_bwd"])
+    assert ours.saved_bytes == pytest.approx(ref["saved_bytes"], rel=0.01)
+
+
+@pytest.mark.parametrize("net,path", _params("fp32"))
+def test_train_cost_equals_torch_fp32(net, path):
+    _check(net, path, "fp32")
+
+
+@pytest.mark.parametrize("net,path", _params("bf16"))
+def test_train_cost_equals_torch_bf16_mixed(net, path):
+    _check(net, path, "bf16")
+
+
+def test_every_op_declares_its_training_cost():
+    missing = [name for name, op in REGISTRY.items() if op.train is None]
+    assert missing == []
+
+
+def test_first_layer_computes_no_input_gradient():
+    [net] = load_networks("specs/torchvision/resnet18.yaml")
+    g = lower(net)
+    [_, _, st] = compile_spec("specs/torchvision/resnet18.yaml")[0]
+    tr = network_train(g, st, net.train, batch=2)
+    conv1, layer1_conv = tr.layers[0], next(r for r in tr.layers[1:] if r.op == "conv")
+    assert conv1.op == "conv" and conv1.flops_bwd == conv1.flops_fwd  # the weight gradient only
+    assert layer1_conv.flops_bwd == 2 * layer1_conv.flops_fwd
+
+
+def test_flops_and_saved_bytes_grow_linearly_with_the_batch():
+    [(net, g, st)] = compile_spec("specs/torchvision/resnet50.yaml")
+    one, four = (network_train(g, st, net.train, batch=b) for b in (1, 4))
+    assert four.flops_fwd == 4 * one.flops_fwd == 4 * 2 * st.macs
+    assert four.flops_bwd == 4 * one.flops_bwd
+    assert four.saved_bytes < 4 * one.saved_bytes  # BN's running statistics are saved once
+    assert four.peak_bytes > one.peak_bytes
+
+
+def test_optimizer_state():
+    [(net, g, st)] = compile_spec("specs/torchvision/resnet18.yaml")
+    sizes = {o: network_train(g, st, None, optimizer=o).optimizer_bytes for o in OPTIMIZERS}
+    p = 4 * st.params_with_aux
+    assert sizes == {"sgd": 0, "sgd-momentum": p, "adam": 2 * p, "adamw": 2 * p, "rmsprop": p, "none": 0}
+    assert optimizer_of(net.train) == "sgd-momentum"
+
+
+def test_parse_bytes_and_max_batch():
+    assert parse_bytes("80GiB") == 80 * 2**30
+    assert parse_bytes("40GB") == 40 * 10**9
+    assert parse_bytes("24000MiB") == 24000 * 2**20
+    assert parse_bytes("0.5GiB") == 2**29
+    assert parse_bytes("512") == 512
+    for bad in ("", "GiB", "80 XB", "-1GiB", "1iB"):
+        with pytest.raises(ValueError):
+            parse_bytes(bad)
+    assert max_batch(lambda b: 100 + 10 * b, 1000) == 90
+    assert max_batch(lambda b: 100 + 10 * b, 50) == 0
+
+
+def test_unknown_precision_or_optimizer_is_an_error():
+    [(net, g, st)] = compile_spec("specs/lenet5.yaml")
+    params = {ls.name: ls.params for ls in st.layers}
+    with pytest.raises(ValueError):
+        train_cost(g, params, precision="fp16")
+    with pytest.raises(ValueError):
+        train_cost(g, params, optimizer="lamb")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "archspec", "stats", *args], cwd=ROOT, capture_output=True,
+                          text=True)
+
+
+def test_cli_train_json_and_no_torch():
+    code = ("import sys\nfrom archspec.cli.main import app\n"
+            "try:\n    app(['stats', 'specs/resnet50.yaml', '--train', '--batch', '256', '--precision', "
+            "'bf16-mixed'])\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    assert "conv5_x.2.conv_2" in r.stdout and "total" in r.stdout  # the per-layer table, one network
+    r = _cli("specs/torchvision/resnet18.yaml", "--train", "--batch", "8", "--optimizer", "adam",
+             "--memory", "24GiB", "--cuda-context", "0.5GiB", "--per-layer", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    [obj] = json.loads(r.stdout)
+    t = obj["train"]
+    assert {"batch", "precision", "optimizer", "flops_fwd", "flops_bwd", "saved_bytes", "params_bytes",
+            "grad_bytes", "optimizer_bytes", "peak_bytes", "max_batch", "layers"} <= set(t)
+    assert (t["batch"], t["precision"], t["optimizer"]) == (8, "fp32", "adam")
+    assert t["optimizer_bytes"] == 2 * t["params_bytes"] == 2 * 4 * obj["params"]
+    assert sum(r["flops_fwd"] for r in t["layers"]) == t["flops_fwd"]
+    assert sum(r["saved_bytes"] for r in t["layers"]) == t["saved_bytes"]
+    assert t["max_batch"] > 8
+    assert t["layers"][0]["flops_bwd"] == t["layers"][0]["flops_fwd"]
+
+
+def test_cli_train_usage_errors():
+    r = _cli("specs/lenet5.yaml", "--batch", "4")
+    assert r.returncode == 2 and "--train" in r.stderr
+    r = _cli("specs/lenet5.yaml", "--train", "--memory", "lots")
+    assert r.returncode == 2 and "not a size" in r.stderr
+    r = _cli("specs/lenet5.yaml", "--train", "--precision", "fp16")
+    assert r.returncode == 2
