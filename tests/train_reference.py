@@ -15,7 +15,11 @@ One train-mode forward of a generated module on CPU tensors, and its backward:
   running statistics) and the input batch count. The loss is outside: ``saved_bytes`` is the
   module's.
 * The loss is ``F.cross_entropy(out.float(), y)`` over every output (GoogLeNet's and Inception's
-  auxiliary heads in train mode), as the emitted training script computes it.
+  auxiliary heads in train mode), as the emitted training script computes it (the sum of the
+  output for the example specs that end in a feature map).
+* :func:`meta_flops` counts the same FLOPs on the meta device (no memory, no compute), with
+  ``F.scaled_dot_product_attention`` dispatched to the CPU's fused kernel (the meta device would
+  run the math path).
 
 ``bf16=True`` runs forward and loss under ``torch.autocast("cpu", dtype=torch.bfloat16)``, as the
 training scripts do on their device.
@@ -25,13 +29,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from contextlib import nullcontext
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["measure", "CPU_SDPA_FLOPS"]
+__all__ = ["measure", "meta_flops", "CPU_SDPA_FLOPS"]
 
 aten = torch.ops.aten
 
@@ -45,11 +50,42 @@ def _cpu_sdpa_backward(grad_out_shape, query_shape, key_shape, value_shape, *arg
     return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
-#: the CPU fused attention kernels, counted with torch's formulas for the CUDA ones
+#: the CPU fused attention kernels, counted with torch's formulas for the CUDA ones (FlopCounterMode
+#: passes the shapes: it wraps a custom formula in shape_wrapper itself)
 CPU_SDPA_FLOPS = {
-    aten._scaled_dot_product_flash_attention_for_cpu: flop_counter.shape_wrapper(_cpu_sdpa),
-    aten._scaled_dot_product_flash_attention_for_cpu_backward: flop_counter.shape_wrapper(_cpu_sdpa_backward),
+    aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward,
 }
+
+
+def _fused_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                enable_gqa=False):
+    """F.scaled_dot_product_attention as the CPU dispatches it (its fused kernel), for the meta
+    device, where it would run the math path (4 batched matmuls in the backward, not 5)."""
+    if attn_mask is not None or enable_gqa:
+        raise NotImplementedError("the zoo's attention has no mask")
+    return aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, dropout_p, is_causal,
+                                                            scale=scale)[0]
+
+
+def _loss(out, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over every output (a classifier's logits); the sum of a feature map (the
+    example specs that end in one): either saves nothing the module's saved_bytes counts, and
+    neither counts FLOPs."""
+    return sum(F.cross_entropy(o.float(), y) if o.ndim == 2 else o.float().sum() for o in _outputs(out))
+
+
+def meta_flops(model: torch.nn.Module, x: torch.Tensor) -> dict:
+    """flops_fwd and flops_bwd of one training step on the meta device (no memory, no compute),
+    attention dispatched as on the CPU."""
+    model.train()
+    y = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    with mock.patch.object(F, "scaled_dot_product_attention", _fused_sdpa):
+        with FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as fwd:
+            loss = _loss(model(x), y)
+        with FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as bwd:
+            loss.backward()
+    return {"flops_fwd": fwd.get_total_flops(), "flops_bwd": bwd.get_total_flops()}
 
 
 def _outputs(out) -> list[torch.Tensor]:
@@ -92,7 +128,7 @@ def measure(model: torch.nn.Module, x: torch.Tensor, *, bf16: bool = False,
             with amp:
                 with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                     out = model(x)
-                loss = sum(F.cross_entropy(o.float(), y) for o in _outputs(out))
+                loss = _loss(out, y)
         with FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as bwd:
             loss.backward()
     finally:
