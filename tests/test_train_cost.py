@@ -29,13 +29,28 @@ from archspec.ops import REGISTRY
 
 from .conftest import HEAVY, ROOT
 from .test_codegen import PAPER_HEAVY, ZOO, load_module
-from .train_reference import measure
+from .train_reference import measure, meta_flops
 
+#: fp32 on the CPU in make test: a network for each family that steps in a second or two at batch 2
+#: and its smallest input (one of a paper spec and its torchvision twin; the small networks below
+#: hold the ops they leave out); the others under -m heavy. The FLOPs of every network run in make test on the meta device.
+FP32_FAST = {"conv5x5_reduced_28x28x192", "lenet5", "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_small",
+             "regnet_x_400mf", "regnet_y_400mf", "resnet18", "resnet20_cifar", "shufflenet_v2_x0_5",
+             "squeezenet1_1", "googlenet", "convnext_tiny"}
 #: bf16-mixed in make test: a network for each kind of op that the CPU runs in bf16 in a few seconds
 #: (the rest, Swin, ViT and the large ones, under -m heavy: bf16 matmuls are slow on CPUs without
 #: bf16 units)
-BF16_FAST = {"lenet5", "resnet20_cifar", "mobilenet_v3_small", "googlenet", "squeezenet1_0", "mnasnet0_5",
-             "regnet_y_400mf", "shufflenet_v2_x0_5", "efficientnet_b0", "densenet121", "convnext_tiny"}
+BF16_FAST = {"lenet5", "resnet20_cifar", "mobilenet_v3_small", "squeezenet1_1", "mnasnet0_5",
+             "regnet_y_400mf", "shufflenet_v2_x0_5", "convnext_tiny"}
+
+
+#: deep networks whose meta-device step takes seconds (the meta kernels are Python): -m heavy
+META_SLOW = {"resnet1202_cifar", "resnet1202", "densenet264", "densenet_bc250_k24", "densenet201",
+             "densenet_bc190_k40", "densenet161", "densenet169", "maxvit_s", "densenet100_k12", "densenet121",
+             "preact_resnet164_cifar", "densenet100_k24", "resnet152", "resnet101", "regnet_y_1_6gf",
+             "efficientnet_b3", "regnet_y_3_2gf", "mobilenet_v3_large", "resnet110", "inception_v3",
+             "densenet_bc100_k12", "regnet_x_3_2gf", "resnet110_cifar", "wide_resnet101_2", "resnext101_64x4d",
+             "resnext101_32x8d", "resnext101_32x4d"}
 
 
 def _heavy(net) -> bool:
@@ -44,8 +59,14 @@ def _heavy(net) -> bool:
 
 def _params(precision: str):
     out = []
+    seen = set()
     for net, path in ZOO:
-        heavy = _heavy(net) or (precision == "bf16" and net.name not in BF16_FAST)
+        if precision == "meta":
+            heavy = _heavy(net) or net.name in META_SLOW | seen
+        else:
+            heavy = _heavy(net) or net.name not in (FP32_FAST if precision == "fp32" else BF16_FAST) or net.name in seen
+        if not heavy:
+            seen.add(net.name)  # a paper spec and its torchvision twin: one of them in make test
         out.append(pytest.param(net, path, id=f"{net.ref}-{precision}",
                                 marks=[pytest.mark.heavy] if heavy else []))
     return out
@@ -79,6 +100,19 @@ def _check(net, path, precision: str) -> None:
     ref = measure(model, torch.randn(2, *n.input), bf16=bf16)
     assert (ours.flops_fwd, ours.flops_bwd) == (ref["flops_fwd"], ref["flops_bwd"])
     assert ours.saved_bytes == pytest.approx(ref["saved_bytes"], rel=0.01)
+
+
+@pytest.mark.parametrize("net,path", _params("meta"))
+def test_train_flops_equal_torch_on_meta(net, path):
+    """At the spec's own input: FlopCounterMode on the meta device, no memory and no compute."""
+    [(n, g, st)] = compile_spec(net.ref)
+    ours = network_train(g, st, n.train, batch=2)
+    mod = load_module(path)
+    with torch.device("meta"):
+        model = mod.build(init_weights=False)
+        x = torch.empty(2, *n.input)
+    ref = meta_flops(model, x)
+    assert (ours.flops_fwd, ours.flops_bwd) == (ref["flops_fwd"], ref["flops_bwd"])
 
 
 @pytest.mark.parametrize("net,path", _params("fp32"))
@@ -199,6 +233,7 @@ SMALL = {
           a3: sigmoid
           a4: hardswish
           a5: relu6
+          a6: silu
           p: {avgpool: 2}
           f: flatten
           d: {dropout: 0.5}

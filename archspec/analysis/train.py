@@ -190,7 +190,8 @@ def train_cost(graph: Graph, layer_params: dict[str, int], *, batch: int = 1, pr
         if amp and "weighted" in opdef.tags:
             amp_cache += 2 * layer_params.get(node.id, 0)
         own = 0
-        for j, s in enumerate(cost.saves):
+        # nothing upstream requires grad (a pool on the input): autograd records nothing, saves nothing
+        for j, s in enumerate(cost.saves if req else ()):
             if s.kind == "in":
                 key = ins[s.index][0]
             elif s.kind == "out":
