@@ -40,6 +40,20 @@ class Convention(str, Enum):
     thop = "thop"
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16_mixed = "bf16-mixed"
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    sgd_momentum = "sgd-momentum"
+    adam = "adam"
+    adamw = "adamw"
+    rmsprop = "rmsprop"
+    none = "none"
+
+
 class Format(str, Enum):
     table = "table"
     markdown = "markdown"
@@ -168,17 +182,53 @@ def stats(
         Convention.macs, "--convention",
         help="the totals column: macs, flops (2×MACs, FlopCounterMode), torchvision (the weights' _ops, "
              "GMACs), fvcore, ptflops or thop (what that tool prints; docs/counting.md)"),
+    train: bool = typer.Option(False, "--train", help="the cost of one training step: FLOPs of forward and "
+                               "backward, saved activations, memory (docs/training-cost.md)"),
+    batch: int = typer.Option(1, "--batch", min=1, max=1 << 24, help="--train: the batch size"),
+    precision: Precision = typer.Option(Precision.fp32, "--precision",
+                                        help="--train: fp32, or bf16-mixed (bf16 autocast around forward and loss)"),
+    optimizer: Optional[Optimizer] = typer.Option(
+        None, "--optimizer", help="--train: sgd, sgd-momentum, adam, adamw, rmsprop or none "
+                                  "(default: the spec's train: recipe)"),
+    memory: Optional[str] = typer.Option(None, "--memory", metavar="SIZE",
+                                         help="--train: also the largest batch whose estimated peak fits "
+                                              "in SIZE (80GiB, 40GB, 24000MiB)"),
+    cuda_context: str = typer.Option("1GiB", "--cuda-context", metavar="SIZE",
+                                     help="--memory: what the CUDA context and libraries take besides "
+                                          "the tensors"),
     allow_path: Optional[list[str]] = ALLOW_PATH,
     max_nodes: Optional[int] = _MAX_NODES, max_edges: Optional[int] = _MAX_EDGES,
 ) -> None:
     """Shapes, parameters, MACs and activations — statically, without torch.
 
     MACs are multiply-accumulates of conv, linear and attention for one image (ResNet's "FLOPs");
-    --convention shows another counter's number instead (docs/counting.md)."""
+    --convention shows another counter's number instead (docs/counting.md). With --train: FLOPs (as
+    torch's FlopCounterMode counts them), saved activations and the peak memory of one eager
+    training step at --batch, --precision and --optimizer; per layer for one network (or with
+    --per-layer), and the totals."""
     _allow(allow_path)
     _limits(max_nodes, max_edges)
     override = _parse_input(input)
+    budget = None
+    if memory is not None or cuda_context != "1GiB":
+        from ..analysis.train import parse_bytes
+        try:
+            budget = parse_bytes(memory) if memory is not None else None
+            context = parse_bytes(cuda_context)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+        if budget is not None:
+            budget -= context
+    if not train and (memory is not None or optimizer is not None or batch != 1 or precision is not Precision.fp32):
+        raise typer.BadParameter("--batch, --precision, --optimizer and --memory go with --train")
+    if train and convention is not Convention.macs:
+        raise typer.BadParameter("--convention names the totals of the inference counts; --train counts "
+                                 "FLOPs as FlopCounterMode does (flops_fwd, flops_bwd)")
     results = _guard(lambda: _compile_all(specs, override))
+    if train:
+        _guard(lambda: _train_stats(results, per_layer, fmt, batch, precision.value,
+                                    optimizer.value if optimizer else None, budget, memory, cuda_context))
+        return
     from ..analysis import human
     from ..analysis.conventions import CONVENTIONS, format_value, tally
     cv = CONVENTIONS[convention.value]
@@ -253,6 +303,64 @@ def stats(
 _CONVENTION_COLUMNS = ("FLOPs", "_ops (GMACs)", "fvcore FLOPs", "ptflops MACs", "thop MACs")
 
 
+def _bytes(n: int) -> str:
+    """1536 -> '1.50 KiB'; sizes in binary units, as GPU memory is quoted."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def _train_stats(results: list, per_layer: bool, fmt: "Format", batch: int, precision: str,
+                 optimizer: Optional[str], budget: Optional[int], memory: Optional[str], context: str) -> None:
+    """stats --train: one training step of each network (archspec.analysis.train)."""
+    from ..analysis import human
+    from ..analysis.train import max_batch, network_train
+    rows = []
+    for net, g, st in results:
+        tr = network_train(g, st, net.train, batch=batch, precision=precision, optimizer=optimizer)
+        fits = None
+        if budget is not None:
+            fits = max_batch(lambda b: network_train(g, st, net.train, batch=b, precision=precision,
+                                                     optimizer=optimizer), budget)
+        rows.append((net, st, tr, fits))
+    if fmt is Format.json:
+        out = []
+        for net, st, tr, fits in rows:
+            obj: dict[str, Any] = {"name": st.name, "ref": st.ref, "input": list(st.input),
+                                   "output": list(st.output), "params": st.params_with_aux, "macs": st.macs}
+            t = tr.as_dict(per_layer)
+            if fits is not None:
+                t.update(memory=memory, cuda_context=context, max_batch=fits)
+            obj["train"] = t
+            out.append(obj)
+        print(json.dumps(out, indent=2))
+        return
+    exact = fmt is Format.csv
+    num = (lambda n: str(n)) if exact else human
+    size = (lambda n: str(n)) if exact else _bytes
+    layers = per_layer or (len(rows) == 1 and fmt is not Format.csv)
+    if layers:
+        header = ["network", "#", "layer", "op", "FLOPs fwd", "FLOPs bwd", "saved"]
+        table = []
+        for net, st, tr, fits in rows:
+            for i, r in enumerate(tr.layers):
+                table.append([st.name, str(i), r.name, r.op + (f" [{r.aux}]" if r.aux else ""),
+                              num(r.flops_fwd), num(r.flops_bwd), size(r.saved_bytes)])
+            table.append([st.name, "", "total", "", num(tr.flops_fwd), num(tr.flops_bwd), size(tr.saved_bytes)])
+        _emit_table(header, table, fmt, title=f"one training step per layer: batch {batch}, {precision}")
+    header = ["network", "batch", "precision", "optimizer", "FLOPs fwd", "FLOPs bwd", "saved", "params",
+              "grads", "optimizer state", "peak"] + (["max batch"] if budget is not None else [])
+    table = [[st.name, str(tr.batch), tr.precision, tr.optimizer, num(tr.flops_fwd), num(tr.flops_bwd),
+              size(tr.saved_bytes), size(tr.params_bytes), size(tr.grad_bytes), size(tr.optimizer_bytes),
+              size(tr.peak_bytes)] + ([str(fits)] if budget is not None else [])
+             for net, st, tr, fits in rows]
+    title = "one training step (peak: the estimate of torch.cuda.max_memory_allocated, docs/training-cost.md)"
+    if budget is not None:
+        title += f"; max batch: peak within {memory} less a CUDA context of {context}"
+    _emit_table(header, table, fmt, title=title)
+
+
 def _aux_outputs(st: Any) -> str:
     """The output cell of a network's with-aux row: its training-time outputs and loss weights."""
     return ", ".join(f"{a.name} {_shape(a.output)} ×{a.loss_weight:g}" for a in st.aux)
@@ -274,7 +382,9 @@ def _emit_table(header: list[str], rows: list[list[str]], fmt: Format, title: st
         from rich.table import Table
         t = Table(title=title or None, title_justify="left", header_style="bold")
         for i, h in enumerate(header):
-            t.add_column(h, justify="right" if h in ("params", "weights", "MACs", "activations", "#", "RF", "Δ%")
+            t.add_column(h, justify="right" if h in ("params", "weights", "MACs", "activations", "#", "RF", "Δ%",
+                                                     "FLOPs fwd", "FLOPs bwd", "saved", "grads",
+                                                     "optimizer state", "peak", "batch", "max batch")
                          or h in _CONVENTION_COLUMNS else "left")
         for r in rows:
             t.add_row(*r)

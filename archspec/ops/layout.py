@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .registry import Attrs, ChannelsLast, Emit, Helper, OpDef, OpError, Shape, is_channels_last, register
+from .registry import (Attrs, ChannelsLast, Emit, Helper, OpDef, OpError, Shape, is_channels_last, register,
+                       train_view)
 
 __all__: list[str] = []  # the ops are reached through the registry
 
@@ -76,5 +77,5 @@ register(OpDef(
         "layernorm then read (Swin, ConvNeXt's block); [0, 3, 1, 2] turns it back. A channels-last "
         "map may reorder its other axes while C stays last. Other layouts are an error. No "
         "parameters; MACs 0.",
-    infer=_permute_infer, emit=_permute_emit,
+    infer=_permute_infer, emit=_permute_emit, train=train_view,
 ))

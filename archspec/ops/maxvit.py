@@ -17,8 +17,8 @@ from typing import Optional
 
 from pydantic import Field
 
-from .registry import (Attrs, ChannelsLast, Counts, Emit, Helper, OpDef, OpError, Pos, PosPair, Shape,
-                       Window, is_channels_last, pair, register)
+from .registry import (Attrs, ChannelsLast, Counts, Emit, Helper, OpDef, OpError, Pos, PosPair, Saved, Shape,
+                       TrainContext, TrainCost, Window, is_channels_last, pair, register, train_new)
 
 __all__: list[str] = []  # the ops are reached through the registry
 
@@ -85,7 +85,7 @@ register(OpDef(
     doc="Cut a C×H×W map into non-overlapping p×p windows (MaxViT's WindowPartition): C×H×W -> "
         "channels-last G×P×C with G = (H/p)·(W/p) windows in row-major order and P = p·p tokens each; "
         "p must divide H and W. No parameters; MACs 0.",
-    infer=_partition_infer,
+    infer=_partition_infer, train=train_new,  # reshape, permute, reshape: a copy, nothing saved
     emit=lambda a, i, o: Emit(module="WindowPartition()", call=f"{{self}}({{0}}, {a.size})",
                               helpers=(WINDOW_PARTITION,)),
 ))
@@ -158,7 +158,7 @@ register(OpDef(
     doc="Put channels-last G×P×C windows back together into a map (MaxViT's WindowDepartition, the "
         "inverse of window_partition): -> C×(gh·p)×(gw·p), P = p·p, G = gh·gw. size (p) and grid "
         "([gh, gw]) default to √P and a square √G×√G grid. No parameters; MACs 0.",
-    infer=_departition_infer, emit=_departition_emit,
+    infer=_departition_infer, emit=_departition_emit, train=train_new,
 ))
 
 
@@ -285,8 +285,29 @@ def _rpa_emit(a: RelativePositionAttentionAttrs, ins: list[Shape], out: Shape) -
                 helpers=(RELATIVE_POSITION_ATTENTION,))
 
 
+def _rpa_train(a: RelativePositionAttentionAttrs, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """to_qkv (saves its input), the two einsums as batched matmuls (their operands are copies:
+    Q, K·scale, V; the attention weights are softmax's output, fp32 since the fp32 bias table is
+    added, and autocast's bf16 copy of it), the bias table's index (a buffer), merge (saves its
+    input, a copy). Backward: the projections as linear layers, each matmul's two operands."""
+    heads, s, n = _rpa_geom(a, ins[0])
+    g, p, c = ins[0]
+    b, low = ctx.batch, ctx.low
+    u, att = b * g * p * c, b * g * heads * p * p
+    qkv, mm, merge = b * 3 * g * p * c * c, b * g * p * p * c, b * g * p * c * c
+    saves = [Saved("cast", 0, dtype=low), Saved("weight", numel=3 * c * c, dtype="bf16"),
+             Saved("new", numel=u, dtype=low), Saved("new", numel=u, dtype=low),
+             Saved("buffer", numel=p * p, dtype="i64"), Saved("new", numel=att)]
+    if ctx.amp:
+        saves.append(Saved("new", numel=att, dtype="bf16"))
+    saves += [Saved("new", numel=u, dtype=low), Saved("new", numel=u, dtype=low),
+              Saved("weight", numel=c * c, dtype="bf16")]
+    return TrainCost(low, fwd=2 * (qkv + 2 * mm + merge), bwd_input=2 * qkv,
+                     bwd_weight=2 * qkv + 2 * 2 * 2 * mm + 2 * 2 * merge, saves=tuple(saves))
+
+
 register(OpDef(
-    name="relative_position_attention", attrs=RelativePositionAttentionAttrs, family="attention",
+    name="relative_position_attention", train=_rpa_train, attrs=RelativePositionAttentionAttrs, family="attention",
     tags=frozenset({"weighted"}), positional=("head_dim", "max_seq_len"),
     doc="Multi-head self-attention within each window with a learned relative position bias (MaxViT "
         "§3.2, torchvision's RelativePositionalMultiHeadAttention): on channels-last G×P×C windows "

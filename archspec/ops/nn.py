@@ -21,6 +21,9 @@ from .registry import (
     PosPair,
     Prob,
     Counts,
+    Saved,
+    TrainContext,
+    TrainCost,
     Emit,
     Helper,
     OpDef,
@@ -35,6 +38,9 @@ from .registry import (
     numel,
     pair,
     register,
+    train_new,
+    train_slice,
+    train_view,
 )
 
 __all__: list[str] = []  # the ops are reached through the registry
@@ -137,13 +143,23 @@ def _conv_emit(a: ConvAttrs, ins: list[Shape], out: Shape) -> Emit:
     return Emit(module=f"nn.Conv2d({_kwargs([str(ins[0][0]), str(a.out)], kw, _CONV_DEFAULTS)})")
 
 
+def _conv_train(a: ConvAttrs, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """FlopCounterMode: forward 2·MACs; the input gradient (a transposed conv) 2·MACs; the weight
+    gradient 2·MACs·groups (torch counts it as a conv of all C_in by all C_out channels). Saved: the
+    input (autocast's bf16 copy under bf16-mixed) and the weight (its bf16 copy)."""
+    c = _conv_count(a, ins, out)
+    macs = ctx.batch * c.macs
+    return TrainCost(ctx.low, fwd=2 * macs, bwd_input=2 * macs, bwd_weight=2 * macs * a.groups,
+                     saves=(Saved("cast", 0, dtype=ctx.low), Saved("weight", numel=c.weights, dtype="bf16")))
+
+
 _CONV_DEFAULTS = {"stride": "1", "padding": "0", "dilation": "1", "groups": 1, "bias": True}
 
 register(OpDef(
     name="conv", attrs=ConvAttrs, family="conv", tags=frozenset({"weighted"}),
     doc="2-D convolution. out[h] = floor((H + 2p − d·(k−1) − 1) / s) + 1. "
         "params = out·(C/groups)·kh·kw (+ out bias); MACs = out·H'·W'·(C/groups)·kh·kw.",
-    infer=_conv_infer, count=_conv_count, emit=_conv_emit,
+    infer=_conv_infer, count=_conv_count, emit=_conv_emit, train=_conv_train,
     window=lambda a, i: Window(pair(a.kernel), pair(a.stride), pair(a.dilation)),
     positional=("out", "kernel", "stride", "padding"),
 ))
@@ -203,18 +219,39 @@ def _pool_window(a: MaxPoolAttrs, ins: list[Shape]) -> Window:
     return Window(k, s)
 
 
+def _maxpool_train(a: MaxPoolAttrs, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """Saved: the input and the int64 indices of the maxima (max_pool2d_with_indices)."""
+    return TrainCost(ctx.in_dtypes[0], saves=(Saved("in", 0), Saved("new", numel=ctx.batch * numel(out), dtype="i64")))
+
+
+def _saves_input(a, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """A new output; the backward reads the input (avg_pool2d, _adaptive_avg_pool2d, gelu ...)."""
+    return TrainCost(ctx.in_dtypes[0], saves=(Saved("in", 0),))
+
+
+def _saves_output(a, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """A new output that the backward reads (tanh, sigmoid)."""
+    return TrainCost(ctx.in_dtypes[0], saves=(Saved("out"),))
+
+
+def _inplace_saves_output(a, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """In place (nn.ReLU(inplace=True) ...): the input's storage, whose new values the backward
+    reads."""
+    return TrainCost(ctx.in_dtypes[0], alias=0, saves=(Saved("out"),))
+
+
 _POOL_DOC = ("out[h] = floor_or_ceil((H + 2p − k) / s) + 1 (PyTorch's rule, ceil_mode never starts a "
              "window in the padding). No parameters; MACs 0 (only conv/linear/matmul count).")
 
 register(OpDef(
     name="maxpool", attrs=MaxPoolAttrs, family="pool", doc="Max pooling. " + _POOL_DOC,
-    infer=_pool_infer("maxpool"), emit=_pool_emit("MaxPool2d"), window=_pool_window,
+    infer=_pool_infer("maxpool"), emit=_pool_emit("MaxPool2d"), window=_pool_window, train=_maxpool_train,
     positional=("kernel", "stride", "padding"),
 ))
 register(OpDef(
     name="avgpool", attrs=AvgPoolAttrs, family="pool", doc="Average pooling. " + _POOL_DOC,
     infer=_pool_infer("avgpool"), emit=_pool_emit("AvgPool2d", ("count_include_pad",)),
-    window=_pool_window, positional=("kernel", "stride", "padding"),
+    window=_pool_window, positional=("kernel", "stride", "padding"), train=_saves_input,
 ))
 
 
@@ -230,6 +267,7 @@ register(OpDef(
     infer=_global_pool_infer,
     emit=lambda a, i, o: Emit(module="nn.AdaptiveAvgPool2d((1, 1))"),
     window=lambda a, i: Window(global_=True),
+    train=train_new,  # x.mean((-2, -1), keepdim=True): its backward needs only the shape
 ))
 
 
@@ -257,6 +295,8 @@ register(OpDef(
     infer=_adaptive_infer,
     emit=lambda a, i, o: Emit(module=f"nn.AdaptiveAvgPool2d(({pair(a.output)[0]}, {pair(a.output)[1]}))"),
     window=_adaptive_window, positional=("output",),
+    # _adaptive_avg_pool2d saves its input; to 1×1 it is x.mean((-2, -1)), which saves nothing
+    train=lambda a, i, o, ctx: (train_new if pair(a.output) == (1, 1) else _saves_input)(a, i, o, ctx),
 ))
 
 
@@ -288,8 +328,16 @@ def _bn_infer(a: BatchNormAttrs, ins: list[Shape]) -> Shape:
     return ins[0]
 
 
+def _bn_train(a: BatchNormAttrs, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """Saved (_batch_norm_with_update): the input, the running mean and variance (buffers), and the
+    batch's mean and inverse std (fp32, C each); cuDNN's reserve space is not modelled."""
+    c = ins[0][0]
+    return TrainCost(ctx.in_dtypes[0], saves=(Saved("in", 0), Saved("buffer", numel=c), Saved("buffer", numel=c),
+                                             Saved("new", numel=c), Saved("new", numel=c)))
+
+
 register(OpDef(
-    name="bn", attrs=BatchNormAttrs, family="norm",
+    name="bn", attrs=BatchNormAttrs, family="norm", train=_bn_train,
     doc="Batch normalisation. Shape unchanged. params = 2·C (scale γ and shift β; the running mean "
         "and variance are buffers, not parameters); weights = C (γ); MACs 0.",
     infer=_bn_infer, count=_bn_count, emit=_bn_emit,
@@ -318,8 +366,26 @@ def _lrn_tool_counts(a: LRNAttrs, ins: list[Shape], out: Shape) -> dict[str, int
     return {"fvcore": 0, "ptflops": 3 * numel(ins[0]) + (c + a.size - 1) * h * w, "thop": 0}
 
 
+def _lrn_train(a: LRNAttrs, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """F.local_response_norm: x·x, padded over channels, avg_pool3d, ·α + k, pow β, x / that.
+    Saved: the input, the padded squares (C + n − 1 channels), the base and the result of the pow.
+    Under autocast the CPU runs avg_pool3d in fp32, CUDA runs pow in fp32: the rest follows."""
+    c, h, w = ins[0]
+    full = ctx.batch * c * h * w
+    padded = ctx.batch * (c + a.size - 1) * h * w
+    dt = ctx.in_dtypes[0]
+    if ctx.amp and dt == "bf16":
+        if ctx.device == "cpu":
+            return TrainCost("f32", saves=(Saved("in", 0), Saved("new", numel=padded, dtype="f32"),
+                                          Saved("new", numel=full, dtype="f32"), Saved("new", numel=full, dtype="f32")))
+        return TrainCost("f32", saves=(Saved("in", 0), Saved("new", numel=padded, dtype="bf16"),
+                                      Saved("new", numel=full, dtype="f32"), Saved("new", numel=full, dtype="f32")))
+    return TrainCost(dt, saves=(Saved("in", 0), Saved("new", numel=padded, dtype=dt),
+                               Saved("new", numel=full, dtype=dt), Saved("new", numel=full, dtype=dt)))
+
+
 register(OpDef(
-    name="lrn", attrs=LRNAttrs, family="norm",
+    name="lrn", attrs=LRNAttrs, family="norm", train=_lrn_train,
     doc="Local response normalisation (AlexNet §3.3): b = a / (k + α·Σ a²)^β over n neighbouring "
         "channels. Shape unchanged; no parameters; MACs 0.",
     infer=lambda a, ins: (_need_rank("lrn", ins[0], 3), ins[0])[1], emit=_lrn_emit,
@@ -329,10 +395,10 @@ register(OpDef(
 
 # -------------------------------------------------------------------------------------- activations
 def _activation(name: str, module: str, doc: str, attrs: type[Attrs] = NoAttrs,
-                positional: tuple[str, ...] = ()) -> None:
+                positional: tuple[str, ...] = (), train=_saves_input) -> None:
     register(OpDef(
         name=name, attrs=attrs, family="act", doc=doc + " Shape unchanged; no parameters; MACs 0.",
-        infer=lambda a, ins: ins[0],
+        infer=lambda a, ins: ins[0], train=train,
         emit=lambda a, i, o: Emit(module=module.format(a=a)), positional=positional,
     ))
 
@@ -354,24 +420,39 @@ class GeluAttrs(Attrs):
         "none", description="'none': x·Φ(x) exactly; 'tanh': Hendrycks & Gimpel's tanh approximation")
 
 
-_activation("relu", "nn.ReLU(inplace=True)", "Rectified linear unit max(0, x).")
-_activation("relu6", "nn.ReLU6(inplace=True)", "ReLU capped at 6: min(max(0, x), 6) (MobileNetV2).")
+def _inplace_saves_copy(a, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """In place, with a backward that reads the input from before (silu_, hardtanh_ of ReLU6): the
+    input's storage, and autograd keeps a copy of the old values."""
+    return TrainCost(ctx.in_dtypes[0], alias=0,
+                     saves=(Saved("new", numel=ctx.batch * numel(ins[0]), dtype=ctx.in_dtypes[0]),))
+
+
+def _softmax_train(a, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """Saves its output; CUDA autocast runs softmax in fp32 (the CPU in the input's dtype)."""
+    dt = "f32" if ctx.amp and ctx.device == "cuda" else ctx.in_dtypes[0]
+    return TrainCost(dt, saves=(Saved("out"),))
+
+
+_activation("relu", "nn.ReLU(inplace=True)", "Rectified linear unit max(0, x).", train=_inplace_saves_output)
+_activation("relu6", "nn.ReLU6(inplace=True)", "ReLU capped at 6: min(max(0, x), 6) (MobileNetV2).",
+            train=_inplace_saves_copy)
 _activation("hardswish", "nn.Hardswish()", "Hard swish x·relu6(x + 3)/6 (MobileNetV3).")
 _activation("hardsigmoid", "nn.Hardsigmoid()", "Hard sigmoid relu6(x + 3)/6 (MobileNetV3's SE gate).")
-_activation("silu", "nn.SiLU(inplace=True)", "SiLU / swish x·sigmoid(x) (EfficientNet).")
-_activation("tanh", "nn.Tanh()", "Hyperbolic tangent.")
-_activation("sigmoid", "nn.Sigmoid()", "Logistic sigmoid.")
+_activation("silu", "nn.SiLU(inplace=True)", "SiLU / swish x·sigmoid(x) (EfficientNet).", train=_inplace_saves_copy)
+_activation("tanh", "nn.Tanh()", "Hyperbolic tangent.", train=_saves_output)
+_activation("sigmoid", "nn.Sigmoid()", "Logistic sigmoid.", train=_saves_output)
 register(OpDef(
     name="gelu", attrs=GeluAttrs, family="act",
     doc="Gaussian error linear unit x·Φ(x); approximate: tanh for the tanh form. Shape unchanged; no "
         "parameters; MACs 0.",
-    infer=lambda a, ins: ins[0], positional=("approximate",),
+    infer=lambda a, ins: ins[0], positional=("approximate",), train=_saves_input,
     emit=lambda a, i, o: Emit(module="nn.GELU()" if a.approximate == "none" else
                               f"nn.GELU(approximate={a.approximate!r})"),
 ))
 _activation("leaky_relu", "nn.LeakyReLU({a.negative_slope!r}, inplace=True)", "Leaky ReLU.",
-            LeakyAttrs, ("negative_slope",))
-_activation("softmax", "nn.Softmax(dim=1)", "Softmax over classes (dim 1 of the batch).", SoftmaxAttrs)
+            LeakyAttrs, ("negative_slope",), train=_inplace_saves_output)
+_activation("softmax", "nn.Softmax(dim=1)", "Softmax over classes (dim 1 of the batch).", SoftmaxAttrs,
+            train=_softmax_train)
 
 
 # --------------------------------------------------------------------------------- regularisation
@@ -381,8 +462,18 @@ class DropoutAttrs(Attrs):
     p: Prob = Field(0.5, description="probability of zeroing a unit during training")
 
 
+def _dropout_train(a: DropoutAttrs, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """p = 0: the input itself. CUDA (native_dropout) saves a bool mask; the CPU multiplies by a
+    noise tensor of the input's dtype, which the product saves."""
+    if a.p == 0:
+        return TrainCost(ctx.in_dtypes[0], alias=0, grad_view=True)
+    n = ctx.batch * numel(ins[0])
+    mask = Saved("new", numel=n, dtype="bool" if ctx.device == "cuda" else ctx.in_dtypes[0])
+    return TrainCost(ctx.in_dtypes[0], saves=(mask,))
+
+
 register(OpDef(
-    name="dropout", attrs=DropoutAttrs, family="reg",
+    name="dropout", attrs=DropoutAttrs, family="reg", train=_dropout_train,
     doc="Dropout (training only). Shape unchanged; no parameters; MACs 0.",
     infer=lambda a, ins: ins[0],
     emit=lambda a, i, o: Emit(module=f"nn.Dropout(p={a.p!r})"), positional=("p",),
@@ -426,8 +517,18 @@ STOCHASTIC_DEPTH = Helper("StochasticDepth", '''class StochasticDepth(nn.Module)
     def extra_repr(self) -> str:
         return f"p={self.p}, mode={self.mode}"''')
 
+def _stochastic_depth_train(a: StochasticDepthAttrs, ins: list[Shape], out: Shape,
+                            ctx: TrainContext) -> TrainCost:
+    """p = 0: the input itself; else x * noise, which saves the noise (one value per sample, or
+    one for the batch)."""
+    if a.p == 0:
+        return TrainCost(ctx.in_dtypes[0], alias=0, grad_view=True)
+    n = ctx.batch if a.mode == "row" else 1
+    return TrainCost(ctx.in_dtypes[0], saves=(Saved("new", numel=n, dtype=ctx.in_dtypes[0]),))
+
+
 register(OpDef(
-    name="stochastic_depth", attrs=StochasticDepthAttrs, family="reg",
+    name="stochastic_depth", attrs=StochasticDepthAttrs, family="reg", train=_stochastic_depth_train,
     doc="Stochastic depth (Huang et al. 2016; torchvision.ops.StochasticDepth): in training, zeroes "
         "the whole input of each sample (mode row) or of the whole batch (mode batch) with "
         "probability p and scales the rest by 1/(1 − p); the identity in eval mode. Shape "
@@ -474,6 +575,8 @@ register(OpDef(
         "layer_scale, CaiT's LayerScale): a C×1×1 parameter on a C×H×W map, a D-vector on T×D "
         "tokens. Shape unchanged. params = C (a parameter tensor); MACs 0.",
     infer=_layer_scale_infer, count=_layer_scale_count, emit=_layer_scale_emit, positional=("init",),
+    # scale * x: the product keeps x for the scale's gradient; an fp32 scale promotes a bf16 x
+    train=lambda a, i, o, ctx: TrainCost("f32", saves=(Saved("in", 0),)),
 ))
 
 
@@ -487,7 +590,7 @@ register(OpDef(
     doc="Flatten C×H×W to a vector of C·H·W. No parameters; MACs 0.",
     infer=_flatten_infer,
     emit=lambda a, i, o: Emit(module="nn.Flatten(1)", call="torch.flatten({0}, 1)"),
-    window=lambda a, i: Window(global_=True),
+    window=lambda a, i: Window(global_=True), train=train_view,
 ))
 
 
@@ -514,8 +617,17 @@ def _linear_count(a: LinearAttrs, ins: list[Shape], out: Shape) -> Counts:
     return Counts(params=weights + (a.out if a.bias else 0), weights=weights, macs=numel(out) * fan_in)
 
 
+def _linear_train(a: LinearAttrs, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """(add)mm: forward 2·MACs, input gradient 2·MACs, weight gradient 2·MACs. Saved: the input
+    (autocast's bf16 copy) and the weight (its bf16 copy)."""
+    c = _linear_count(a, ins, out)
+    macs = ctx.batch * c.macs
+    return TrainCost(ctx.low, fwd=2 * macs, bwd_input=2 * macs, bwd_weight=2 * macs,
+                     saves=(Saved("cast", 0, dtype=ctx.low), Saved("weight", numel=c.weights, dtype="bf16")))
+
+
 register(OpDef(
-    name="linear", attrs=LinearAttrs, family="linear", tags=frozenset({"weighted"}),
+    name="linear", attrs=LinearAttrs, family="linear", tags=frozenset({"weighted"}), train=_linear_train,
     doc="Fully-connected layer over the last dimension: (…, D) -> (…, out), on a vector, T×D tokens "
         "or a channels-last map (H×W×C: a 1×1 conv written as nn.Linear, ConvNeXt's and Swin's MLP). "
         "params = D·out (+ out bias); MACs = (rows)·D·out.",
@@ -555,7 +667,7 @@ register(OpDef(
     doc="Channel shuffle (ShuffleNet): view C×H×W as g×(C/g)×H×W, transpose the first two axes, "
         "reshape back, so channel j·(C/g) + i moves to i·g + j. Shape unchanged; g must divide C. "
         "No parameters; MACs 0.",
-    infer=_shuffle_infer, positional=("groups",),
+    infer=_shuffle_infer, positional=("groups",), train=train_new,
     emit=lambda a, i, o: Emit(call=f"channel_shuffle({{0}}, {a.groups})", helpers=(CHANNEL_SHUFFLE,)),
 ))
 
@@ -601,14 +713,14 @@ register(OpDef(
     doc="Channels start…stop−1 of the input, x[:, start:stop] (ShuffleNetV2's x.chunk(2, dim=1) is "
         "[0, C/2] and [C/2, C]): C×H×W -> (stop − start)×H×W; 0 <= start < stop <= C. A view, "
         "written as indexing (no module). No parameters; MACs 0.",
-    infer=_channels_infer, emit=_channels_emit, positional=("start", "stop"),
+    infer=_channels_infer, emit=_channels_emit, positional=("start", "stop"), train=train_slice,
 ))
 
 register(OpDef(
     name="identity", attrs=NoAttrs, family="shape", tags=frozenset({"alias"}),
     doc="Identity. Shape unchanged; it aliases its input, so it counts no activations.",
     infer=lambda a, ins: ins[0],
-    emit=lambda a, i, o: Emit(module="nn.Identity()", call="{0}"),
+    emit=lambda a, i, o: Emit(module="nn.Identity()", call="{0}"), train=train_view,
 ))
 
 
@@ -668,17 +780,22 @@ register(OpDef(
     name="add", attrs=NoAttrs, family="merge", inputs=(2, None),
     doc="Element-wise sum of equal shapes (residual connections). No parameters; MACs 0.",
     infer=_add_infer, emit=lambda a, i, o: Emit(call=" + ".join(f"{{{j}}}" for j in range(len(i)))),
+    train=lambda a, i, o, ctx: TrainCost(ctx.wide(), grad_view=True),  # the gradient passes to both
 ))
 register(OpDef(
     name="concat", attrs=NoAttrs, family="merge", inputs=(1, None),
     doc="Concatenation along channels; all other dimensions must agree (inception, DenseNet).",
-    infer=_concat_infer,
+    infer=_concat_infer,  # the inputs' gradients are slices of the output's
+    train=lambda a, i, o, ctx: TrainCost(ctx.wide(), grad_view=True),
     emit=lambda a, i, o: Emit(call="torch.cat([" + ", ".join(f"{{{j}}}" for j in range(len(i))) + "], 1)"),
 ))
 register(OpDef(
     name="mul", attrs=NoAttrs, family="merge", inputs=(2, 2),
     doc="Element-wise product; a C×1×1 gate broadcasts over H×W (squeeze-and-excitation).",
     infer=_mul_infer, emit=lambda a, i, o: Emit(call="{0} * {1}"),
+    # each factor is kept for the other's gradient, when the other requires grad
+    train=lambda a, i, o, ctx: TrainCost(ctx.wide(), saves=tuple(
+        Saved("in", j) for j in (0, 1) if ctx.in_grad[1 - j])),
 ))
 
 
@@ -709,6 +826,8 @@ register(OpDef(
     doc="ResNet shortcut option A: x[:, :, ::s, ::s] with the extra channels zero-filled. "
         "No parameters; MACs 0.",
     infer=_pad_infer, emit=_pad_emit, window=lambda a, i: Window((1, 1), (a.stride, a.stride)),
+    # x[:, :, ::s, ::s] is a view; the zero channels make a new tensor (constant_pad_nd saves nothing)
+    train=lambda a, i, o, ctx: (train_slice if a.out == i[0][0] else train_new)(a, i, o, ctx),
     positional=("out", "stride"),
 ))
 
@@ -720,4 +839,5 @@ class InputAttrs(Attrs):
 register(OpDef(
     name="input", attrs=InputAttrs, family="input", internal=True, inputs=(0, 0),
     doc="The network input.", infer=lambda a, ins: tuple(a.shape), emit=lambda a, i, o: Emit(call="x"),
+    train=lambda a, i, o, ctx: TrainCost("f32"),
 ))

@@ -33,6 +33,12 @@ __all__ = [
     "Helper",
     "Emit",
     "OpDef",
+    "TrainContext",
+    "Saved",
+    "TrainCost",
+    "train_view",
+    "train_slice",
+    "train_new",
     "Attrs",
     "NoAttrs",
     "Pos",
@@ -178,11 +184,101 @@ class Emit:
         return self.call is not None and "{self}" in self.call
 
 
+#: bytes per element of the dtypes a training step holds
+DTYPE_BYTES = {"f32": 4, "bf16": 2, "i64": 8, "bool": 1}
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """What a training-cost rule is told about one application of its op in a training step.
+
+    ``batch``: the batch size; ``in_dtypes``: each input's dtype (``"f32"`` or ``"bf16"``);
+    ``in_grad``: whether each input requires grad (the network's input does not, so the first layer
+    computes no input gradient); ``amp``: the forward runs under
+    ``torch.autocast(device, dtype=torch.bfloat16)``; ``device``: ``"cuda"`` (what the CLI
+    estimates) or ``"cpu"`` (what the CPU test measures: dropout and autocast differ there).
+    """
+
+    batch: int
+    in_dtypes: tuple[str, ...]
+    in_grad: tuple[bool, ...]
+    amp: bool = False
+    device: str = "cuda"
+
+    @property
+    def low(self) -> str:
+        """The dtype of an autocast "lower precision" op (conv, linear, matmul): bf16 under amp."""
+        return "bf16" if self.amp else self.in_dtypes[0]
+
+    def wide(self, *dtypes: str) -> str:
+        """Type promotion of an element-wise op: f32 if any operand is f32."""
+        return "f32" if "f32" in (dtypes or self.in_dtypes) else "bf16"
+
+
+@dataclass(frozen=True)
+class Saved:
+    """One tensor autograd keeps for the backward pass of an op.
+
+    ``kind``: ``"in"`` input ``index`` as it is (its storage: a view saves its base's), ``"cast"``
+    input ``index`` as ``dtype`` (the input itself when it has that dtype, else autocast's copy: a
+    new storage), ``"out"`` the op's output, ``"new"`` a buffer of ``numel`` elements of ``dtype``
+    that the op makes (BN's save_mean, max-pool's indices, dropout's mask, the copy that reshaping
+    a non-contiguous input makes), ``"weight"`` a copy of ``numel`` parameter elements in ``dtype``
+    (autocast's bf16 copy of a weight: nothing in fp32, where the parameter itself is saved),
+    ``"buffer"`` a module buffer of ``numel`` elements (BN's running statistics: saved once).
+    """
+
+    kind: str
+    index: int = 0
+    numel: int = 0
+    dtype: str = "f32"
+
+
+@dataclass(frozen=True)
+class TrainCost:
+    """An op's cost in one training step at ``TrainContext.batch``.
+
+    FLOPs as ``torch.utils.flop_counter.FlopCounterMode`` counts them: ``fwd``; ``bwd_input`` the
+    backward's part that computes the inputs' gradients (skipped when no input requires grad, as
+    autograd does for the first layer); ``bwd_weight`` the rest (weight gradients, and the internal
+    gradients of a composite op). ``saves``: what autograd keeps. ``alias``: the output shares input
+    ``alias``'s storage (a view, an in-place op). ``out_dtype``: the output's dtype.
+    ``grad_view``: the backward hands the output's gradient (or views of it) to the inputs without
+    allocating (a reshape, add, cat); else it allocates each input's gradient (the peak model).
+    """
+
+    out_dtype: str
+    fwd: int = 0
+    bwd_input: int = 0
+    bwd_weight: int = 0
+    saves: tuple[Saved, ...] = ()
+    alias: int | None = None
+    grad_view: bool = False
+
+
+def train_view(a: Any, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """A view of its input (flatten, permute, identity): no FLOPs, nothing saved, the input's
+    storage; its backward is a view of the gradient."""
+    return TrainCost(ctx.in_dtypes[0], alias=0, grad_view=True)
+
+
+def train_slice(a: Any, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """A part of its input (x[:, a:b], x[:, 0], x[..., ::2]): a view, nothing saved; its backward
+    allocates the input's gradient (zeros around the part)."""
+    return TrainCost(ctx.in_dtypes[0], alias=0)
+
+
+def train_new(a: Any, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """A new tensor whose backward needs no tensor (padding, cat, a reshape that copies)."""
+    return TrainCost(ctx.wide())
+
+
 InferFn = Callable[[Any, list[Shape]], Shape]
 CountFn = Callable[[Any, list[Shape], Shape], Counts]
 WindowFn = Callable[[Any, list[Shape]], Window | None]
 EmitFn = Callable[[Any, list[Shape], Shape], Emit]
 ToolCountsFn = Callable[[Any, list[Shape], Shape], dict[str, int]]
+TrainFn = Callable[[Any, list[Shape], Shape, TrainContext], TrainCost]
 
 
 @dataclass(frozen=True)
@@ -205,6 +301,9 @@ class OpDef:
     #: cannot derive it from what the op emits: ``{"fvcore": n, "ptflops": n, "thop": n}`` (any
     #: subset); None: derived (or reported as not modelled, never a silent zero)
     tool_counts: ToolCountsFn | None = None
+    #: the op's cost in a training step (archspec.analysis.train); None: not declared (an error
+    #: there, never a silent zero)
+    train: TrainFn | None = None
 
     def check_arity(self, n: int) -> None:
         lo, hi = self.inputs

@@ -21,7 +21,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from .registry import (Attrs, ChannelsLast, Counts, Emit, Helper, NoAttrs, NonNeg, NonNegPair, OpDef, OpError,
-                       Pos, PosPair, Prob, Shape, Window, is_channels_last, is_symbolic, pair, register)
+                       Pos, PosPair, Prob, Saved, Shape, TrainContext, TrainCost, Window, is_channels_last,
+                       is_symbolic, pair, register, train_new)
 
 __all__: list[str] = []  # the ops are reached through the registry
 
@@ -328,6 +329,45 @@ def _source(parts: dict[str, str]) -> str:
 SHIFTED_WINDOW_ATTENTION = Helper("ShiftedWindowAttention", _source(_V1_PARTS))
 SHIFTED_WINDOW_ATTENTION_V2 = Helper("ShiftedWindowAttentionV2", _source(_V2_PARTS))
 
+def _window_attention_train(v2: bool):
+    def train(a: WindowAttentionAttrs, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+        """What the helper's forward saves, per image over the N tokens of the padded map (U = N·C
+        elements, A = N·P·heads attention weights): the windows (a copy) for qkv; Q and Kᵀ (V1: Q
+        scaled, Kᵀ a copy; V2: both normalised, with their norms and clamped norms, N·heads each,
+        and qkv's output, 3·U, that normalize reads); the logits (V2: kept by the logit scale's
+        product); the bias (V1: the table's index, a buffer; V2: the MLP's input table, its ReLU
+        output T·512, the index, 16·sigmoid's output heads·P²); softmax's output (fp32: the bias
+        is fp32) and autocast's bf16 copy of it; V (a copy); the projection's input (a copy)."""
+        ph, pw, p, t, c = _geometry(a, ins[0])
+        n, h, b, low = ph * pw, a.heads, ctx.batch, ctx.low
+        u, att, r = b * n * c, b * n * p * h, b * n * h
+        qkv, mm, proj = b * 3 * n * c * c, b * n * p * c, b * n * c * c
+        fwd = 2 * (qkv + 2 * mm + proj)
+        bwd = 2 * qkv + 2 * 2 * 2 * mm + 2 * 2 * proj
+        saves = [Saved("new", numel=u, dtype=low), Saved("weight", numel=3 * c * c, dtype="bf16")]
+        if v2:
+            cpb_in, cpb_out = t * 2 * CPB_HIDDEN, t * CPB_HIDDEN * h
+            fwd += 2 * (cpb_in + cpb_out)
+            bwd += 2 * cpb_in + 2 * 2 * cpb_out  # the table is a buffer: no gradient for it
+            saves += [Saved("new", numel=3 * u, dtype=low)] + [Saved("new", numel=r, dtype=low)] * 4
+            saves += [Saved("new", numel=u, dtype=low), Saved("new", numel=u, dtype=low),
+                      Saved("new", numel=h), Saved("new", numel=att, dtype=low),
+                      Saved("new", numel=t * 2, dtype="bf16") if ctx.amp else Saved("buffer", numel=t * 2),
+                      Saved("new", numel=t * CPB_HIDDEN, dtype=low),
+                      Saved("weight", numel=CPB_HIDDEN * h, dtype="bf16"),
+                      Saved("buffer", numel=p * p, dtype="i64"), Saved("new", numel=h * p * p, dtype=low)]
+        else:
+            saves += [Saved("new", numel=u, dtype=low), Saved("new", numel=u, dtype=low),
+                      Saved("buffer", numel=p * p, dtype="i64")]
+        saves.append(Saved("new", numel=att))
+        if ctx.amp:
+            saves.append(Saved("new", numel=att, dtype="bf16"))
+        saves += [Saved("new", numel=u, dtype=low), Saved("new", numel=u, dtype=low),
+                  Saved("weight", numel=c * c, dtype="bf16")]
+        return TrainCost(low, fwd=fwd, bwd_input=2 * qkv, bwd_weight=bwd, saves=tuple(saves))
+    return train
+
+
 _ATTENTION_DOC = (
     "On a channels-last H×W×C map (shape unchanged): the map is padded to whole windows of "
     "wh×ww = P tokens (N = padded H·W tokens), rolled by −shift (the shift is dropped along an axis "
@@ -345,6 +385,7 @@ register(OpDef(
     infer=_window_attention_infer("shifted_window_attention"), count=_window_attention_count,
     emit=_window_attention_emit(SHIFTED_WINDOW_ATTENTION), window=_window_attention_window,
     tool_counts=_window_attention_tool_counts(v2=False),
+    train=_window_attention_train(False),
 ))
 
 register(OpDef(
@@ -363,6 +404,7 @@ register(OpDef(
     infer=_window_attention_infer("shifted_window_attention_v2"), count=_window_attention_v2_count,
     emit=_window_attention_emit(SHIFTED_WINDOW_ATTENTION_V2), window=_window_attention_window,
     tool_counts=_window_attention_tool_counts(v2=True),
+    train=_window_attention_train(True),
 ))
 
 
@@ -394,7 +436,7 @@ register(OpDef(
         "token of 4·C channels, in the order (0, 0), (1, 0), (0, 1), (1, 1): ⌈H/2⌉×⌈W/2⌉×4C. "
         "torchvision's PatchMerging is this, layernorm and {linear: {out: 2·C, bias: false}} (V2: "
         "the linear, then the layernorm). No parameters; MACs 0.",
-    infer=_space_to_depth_infer,
+    infer=_space_to_depth_infer, train=train_new,  # pad, strided slices, cat: nothing saved
     emit=lambda a, i, o: Emit(call="space_to_depth({0})", helpers=(SPACE_TO_DEPTH,)),
     window=lambda a, i: Window((2, 2), (2, 2)),
 ))

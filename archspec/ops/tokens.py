@@ -12,8 +12,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .registry import (Attrs, Counts, Emit, Helper, NoAttrs, NonNeg, OpDef, OpError, Pos, Prob, Shape,
-                       Window, is_channels_last, numel, register)
+from .registry import (Attrs, Counts, Emit, Helper, NoAttrs, NonNeg, OpDef, OpError, Pos, Prob, Saved, Shape,
+                       TrainContext, TrainCost, Window, is_channels_last, numel, register, train_slice,
+                       train_view)
 
 __all__: list[str] = []  # the ops are reached through the registry
 
@@ -42,7 +43,7 @@ register(OpDef(
         "the patch embeddings x_p^i E). No parameters; MACs 0.",
     infer=_to_tokens_infer,
     emit=lambda a, i, o: Emit(call="{0}.flatten(2).transpose(1, 2)"),
-    window=lambda a, i: Window(global_=True),
+    window=lambda a, i: Window(global_=True), train=train_view,
 ))
 
 
@@ -61,6 +62,8 @@ register(OpDef(
     doc="Prepend a learnable class token (ViT Eq. 1: z_0^0 = x_class): (T, D) -> (T+1, D). "
         "params = D (a parameter tensor, initialised to zeros); MACs 0.",
     infer=_class_token_infer, count=_class_token_count,
+    # torch.cat saves nothing; with the fp32 token it promotes a bf16 sequence to fp32
+    train=lambda a, i, o, ctx: TrainCost("f32"),
     emit=lambda a, i, o: Emit(param=f"nn.Parameter(torch.zeros(1, 1, {i[0][1]}))",
                               call="torch.cat([{self}.expand({0}.shape[0], -1, -1), {0}], dim=1)"),
 ))
@@ -94,6 +97,7 @@ register(OpDef(
     doc="Add a learnable position embedding (ViT Eq. 1: + E_pos): (T, D) -> (T, D). params = T·D "
         "(a parameter tensor, initialised N(0, std²)); MACs 0 (an addition).",
     infer=_pos_infer, count=_pos_count, emit=_pos_emit, positional=("std",),
+    train=lambda a, i, o, ctx: TrainCost("f32"),  # x + the fp32 embedding: saves nothing, promotes
 ))
 
 
@@ -168,8 +172,17 @@ def _ln_tool_counts(a: LayerNormAttrs, ins: list[Shape], out: Shape) -> dict[str
     return {"fvcore": numel(ins[0]) * (5 if a.affine else 4), "ptflops": 0, "thop": 0}
 
 
+def _ln_train(a: LayerNormAttrs, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """native_layer_norm saves its input (LayerNorm2d: the permuted view of it) and the mean and
+    1/std of every row (fp32). CUDA autocast runs layer_norm in fp32 (a cast copy of a bf16 input,
+    an fp32 output); the CPU's in the input's dtype."""
+    rows = ctx.batch * numel(ins[0]) // _ln_features(ins)
+    dt = "f32" if ctx.amp and ctx.device == "cuda" else ctx.in_dtypes[0]
+    return TrainCost(dt, saves=(Saved("cast", 0, dtype=dt), Saved("new", numel=rows), Saved("new", numel=rows)))
+
+
 register(OpDef(
-    name="layernorm", attrs=LayerNormAttrs, family="norm",
+    name="layernorm", attrs=LayerNormAttrs, family="norm", train=_ln_train,
     doc="Layer normalisation over the last dimension D (ViT's LN). Shape unchanged. params = 2·D "
         "(scale and shift); weights = D; MACs 0. On a C×H×W map the axis would be a guess (W), so "
         "it is an error unless over: channels asks for the C channels of each position (ConvNeXt's "
@@ -224,8 +237,26 @@ def _sa_emit(a: SelfAttentionAttrs, ins: list[Shape], out: Shape) -> Emit:
                 call="{self}({0}, {0}, {0}, need_weights=False)[0]")
 
 
+def _sa_train(a: SelfAttentionAttrs, ins: list[Shape], out: Shape, ctx: TrainContext) -> TrainCost:
+    """nn.MultiheadAttention (batch first, need_weights=False) in training: the in-projection of
+    the transposed input (a copy, saved), Q, K, V (one storage of 3·T·D), SDPA's output and
+    logsumexp (fp32, heads·T), the out-projection reading SDPA's output. FLOPs: the projections as
+    linear layers; SDPA as torch counts its fused kernels, forward 2 batched matmuls, backward 5
+    (Q·Kᵀ is recomputed)."""
+    t, d = ins[0]
+    b, u, low = ctx.batch, ctx.batch * t * d, ctx.low
+    proj, attn = b * 3 * t * d * d, b * 2 * t * t * d  # in-projection and SDPA MACs; out-projection: b·t·d²
+    return TrainCost(
+        low, fwd=2 * (proj + attn + b * t * d * d), bwd_input=2 * proj,
+        bwd_weight=2 * proj + 5 * b * 2 * t * t * d + 2 * 2 * b * t * d * d,
+        saves=(Saved("new", numel=u, dtype=low), Saved("weight", numel=3 * d * d, dtype="bf16"),
+               Saved("new", numel=3 * u, dtype=low), Saved("new", numel=b * a.heads * t),
+               Saved("new", numel=u, dtype=low), Saved("weight", numel=d * d, dtype="bf16")))
+
+
 register(OpDef(
     name="self_attention", attrs=SelfAttentionAttrs, family="attention", tags=frozenset({"weighted"}),
+    train=_sa_train,
     doc="Multi-head self-attention (ViT's MSA, Eq. 2): softmax(QKᵀ/√(D/k))V over k heads, then "
         "an output projection. Shape (T, D) unchanged. params = 4·D² + 4·D (Q, K, V and output "
         "projections with biases); MACs = 3·T·D² (QKV) + T²·D (scores) + T²·D (weighted sum) + "
@@ -255,6 +286,6 @@ register(OpDef(
     doc="Take one token of the sequence (ViT Eq. 4: y = LN(z_L^0) reads the class token): (T, D) -> "
         "(D,). No parameters; MACs 0.",
     infer=_token_infer,
-    emit=lambda a, i, o: Emit(call=f"{{0}}[:, {a.index}]"),
+    emit=lambda a, i, o: Emit(call=f"{{0}}[:, {a.index}]"), train=train_slice,
     positional=("index",),
 ))
