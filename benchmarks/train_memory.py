@@ -482,7 +482,11 @@ def estimates(rows: list[dict], stats=run_stats) -> dict:
     batch/precision/optimizer."""
     configs: dict = {}  # (net, batch, precision) -> optimizer, an eager row's first
     for r in sorted(rows, key=lambda r: bool(r["compile"])):
-        configs.setdefault((r["net"], r["batch"], r["precision"]), r.get("optimizer_name"))
+        # a row that left --optimizer to the script ran the spec's train: recipe, which is also
+        # the estimate's default (the script's "sgd" is SGD with the recipe's momentum: archspec's
+        # "sgd-momentum" when that is > 0, so the name alone would mislead)
+        chosen = "--optimizer" in (r.get("argv") or [])
+        configs.setdefault((r["net"], r["batch"], r["precision"]), r.get("optimizer_name") if chosen else None)
     groups: dict = {}
     for (net, b, p), o in configs.items():
         groups.setdefault((b, p, o), set()).add(net)
