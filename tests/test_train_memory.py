@@ -105,7 +105,13 @@ def test_compare_table_and_summary():
         return {n: {"peak_bytes": est[n]} if n in est else "no estimate (x)" for n in nets}
 
     lines, summary = m.compare_rows({"rows": rows}, stats)
-    assert calls == [(("a", "b", "c"), 32, "fp32", "sgd")]  # one call for the batch/precision
+    # one call for the batch/precision; the rows left the optimizer to the script (its recipe's),
+    # so the estimate takes the spec's recipe too: no --optimizer
+    assert calls == [(("a", "b", "c"), 32, "fp32", None)]
+    rows2 = [dict(r, argv=["--optimizer", "adam"], optimizer_name="adam") for r in rows if r["ok"]]
+    calls.clear()
+    m.compare_rows({"rows": rows2}, stats)
+    assert calls == [(("a", "b", "c"), 32, "fp32", "adam")]  # a row that chose one: that one
     by = {x["net"]: x for x in lines}
     assert by["a"]["error_pct"] == pytest.approx(4.0) and by["a"]["compile_mib"] == 80.0
     assert by["b"]["error_pct"] == pytest.approx(-10.0)
