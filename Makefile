@@ -24,14 +24,15 @@ demo: pyc
 	$(BIN)/archspec check
 	$(BIN)/archspec build specs/resnet152.yaml
 
+# the suite on the machine's cores (CI: 2), each test file's tests shared out among the workers
 test: pyc
 	$(BIN)/archspec check --errata-page docs/errata.md --check-page > /dev/null
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4
 
 # the heavier checks (README): make test, the tests marked heavy, then the compiler contract on
 # 2,000 random specs
 test-all: test
-	$(BIN)/python -m pytest -m heavy
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 -m heavy
 	$(BIN)/python benchmarks/fuzz.py --n 2000 --jobs 2
 
 # the compiler contract on 10,000 random specs (issue #10; a run is recorded in docs/benchmarks.md)

@@ -1196,15 +1196,7 @@ def _frozen(v: Any) -> Any:
     """A hashable stand-in for an attribute value that equals another's only if the two are the same
     value of the same type (``1``, ``1.0``, ``True`` and ``-0.0``, ``0.0`` differ); ``None`` if ``v``
     is not plain data (a symbolic number, a mapping)."""
-    t = type(v)
-    if t is int or t is str or t is bool or v is None:
-        return (t, v)
-    if t is float:
-        return (t, repr(v))
-    if t is list or t is tuple:
-        items = tuple(_frozen(x) for x in v)
-        return None if None in items else (t, items)
-    return None
+    return _key_part(v, containers=False)
 
 
 #: validated attributes by (op, values): lowering validates the same few attributes over and over
@@ -1292,18 +1284,21 @@ def _last_path(g: Graph, out: str, fr: Frame, name: str | None) -> str:
     return out
 
 
-def _key_part(v: Any) -> Any:
+def _key_part(v: Any, containers: bool = True) -> Any:
     """A hashable stand-in for a block argument that equals another's only if lowering cannot tell
     the two apart: plain data by value and type (``1``, ``1.0``, ``True`` differ); a mapping or list
-    from the spec, which carries source marks, by identity; ``None`` if ``v`` is something else."""
+    from the spec, which carries source marks, by identity; ``None`` if ``v`` is something else.
+    ``containers=False``: plain values, lists and tuples only (a mapping is ``None``)."""
     t = type(v)
     if t is int or t is str or t is bool or v is None:
         return (t, v)
     if t is float:
         return (t, repr(v))
     if t is list or t is tuple:
-        items = tuple(_key_part(x) for x in v)
+        items = tuple(_key_part(x, containers) for x in v)
         return None if None in items else (t, items)
+    if not containers:
+        return None
     if t is dict:
         items = tuple((_key_part(k), _key_part(x)) for k, x in v.items())
         return None if any(a is None or b is None for a, b in items) else (t, items)
