@@ -1324,9 +1324,9 @@ class SDLM(torch.optim.Optimizer):
     the layers LeNet-style networks are made of (convolutions, linear layers, elementwise
     activations, max and average pools, flatten, residual sums, batch norm and dropout in eval
     mode); for a network with any other layer :meth:`estimate` falls back to ``gauss-newton`` and
-    says why. ``rule="gauss-newton"`` (``--hessian gauss-newton``),
-    :func:`gauss_newton_diagonal`, estimates the quantity the paper's rule approximates: the diagonal of
-    the Gauss-Newton matrix J^T H J averaged over the sample, J the Jacobian of the network's scores
+    says why. ``rule="gauss-newton"`` (``--hessian gauss-newton``), :func:`gauss_newton_diagonal`,
+    estimates the quantity the paper's rule approximates: the diagonal of the Gauss-Newton matrix
+    J^T H J averaged over the sample, J the Jacobian of the network's scores
     z with respect to the parameters, H the Hessian of the loss with respect to z (cross-entropy:
     diag(p) - p p^T, p the softmax; positive semi-definite, so h_kk >= 0). As
     H = sum_c p_c (e_c - p)(e_c - p)^T, that diagonal is the p-weighted mean over the classes c of
