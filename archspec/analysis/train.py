@@ -38,7 +38,8 @@ OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw", "rmsprop", "none")
 
 #: the CUDA caching allocator rounds every block up to a multiple of 512 bytes
 BLOCK = 512
-#: what the CUDA context, cuBLAS/cuDNN handles and the allocator's slack take besides the tensors,
+#: what the CUDA context, cuDNN handles and the allocator's slack take besides the tensors (the
+#: cuBLAS workspaces are in peak_bytes),
 #: assumed by --memory (configurable with --cuda-context)
 DEFAULT_CUDA_CONTEXT = 1 << 30  # 1 GiB
 #: torch's default cuBLAS workspace on Hopper and later (sm90+: 4096 KiB x 8 = 32 MiB; older GPUs
