@@ -477,16 +477,27 @@ def run_stats(nets: list[str], batch: int, precision: str, optimizer: str | None
     return {n: found.get(n, "no estimate (network missing from the output)") for n in nets}
 
 
+def row_optimizer(r: dict) -> str | None:
+    """The ``--optimizer`` of ``archspec stats --train`` for a row: None (the spec's ``train:``
+    recipe, which the script's defaults are) unless the row's argv chose one; the script's
+    ``sgd`` keeps the recipe's momentum (> 0 in every recipe that uses SGD) unless argv sets
+    ``--momentum 0``. (``optimizer_name`` alone says ``sgd`` for SGD with momentum too.)"""
+    argv = list(r.get("argv") or [])
+    if "--optimizer" not in argv:
+        return None
+    name = argv[argv.index("--optimizer") + 1]
+    if name == "sgd":
+        m = argv[argv.index("--momentum") + 1] if "--momentum" in argv else None
+        return "sgd" if m is not None and float(m) == 0 else "sgd-momentum"
+    return name
+
+
 def estimates(rows: list[dict], stats=run_stats) -> dict:
     """{(net, batch, precision): train object or 'no estimate ...' text}, one stats call per
     batch/precision/optimizer."""
     configs: dict = {}  # (net, batch, precision) -> optimizer, an eager row's first
     for r in sorted(rows, key=lambda r: bool(r["compile"])):
-        # a row that left --optimizer to the script ran the spec's train: recipe, which is also
-        # the estimate's default (the script's "sgd" is SGD with the recipe's momentum: archspec's
-        # "sgd-momentum" when that is > 0, so the name alone would mislead)
-        chosen = "--optimizer" in (r.get("argv") or [])
-        configs.setdefault((r["net"], r["batch"], r["precision"]), r.get("optimizer_name") if chosen else None)
+        configs.setdefault((r["net"], r["batch"], r["precision"]), row_optimizer(r))
     groups: dict = {}
     for (net, b, p), o in configs.items():
         groups.setdefault((b, p, o), set()).add(net)

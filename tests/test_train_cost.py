@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from archspec.analysis import compile_spec
-from archspec.analysis.train import (OPTIMIZERS, max_batch, network_train, optimizer_of, parse_bytes,
+from archspec.analysis.train import (CUBLAS_WORKSPACE, OPTIMIZERS, max_batch, network_train, optimizer_of, parse_bytes,
                                      train_cost)
 from archspec.codegen import render_specs, write_outputs
 from archspec.errors import SpecError
@@ -147,6 +147,21 @@ def test_flops_and_saved_bytes_grow_linearly_with_the_batch():
     assert four.flops_bwd == 4 * one.flops_bwd
     assert four.saved_bytes < 4 * one.saved_bytes  # BN's running statistics are saved once
     assert four.peak_bytes > one.peak_bytes
+
+
+def test_peak_counts_two_cublas_workspaces_on_cuda_when_the_network_has_gemms():
+    """One cuBLAS workspace per thread that runs GEMMs (forward, autograd's backward): 2 x 32 MiB
+    on CUDA for a network with a linear layer; none on the CPU, none without GEMMs (SqueezeNet's
+    classifier is a conv)."""
+    assert CUBLAS_WORKSPACE == 32 * 2**20
+    for spec, gemms in (("specs/torchvision/resnet18.yaml", True), ("specs/torchvision/squeezenet1_0.yaml", False)):
+        [(net, g, st)] = compile_spec(spec)
+        with_ws, without = (network_train(g, st, net.train, batch=2, cublas_workspace=w).peak_bytes
+                            for w in (CUBLAS_WORKSPACE, 0))
+        assert with_ws - without == (2 * CUBLAS_WORKSPACE if gemms else 0)
+        cpu = [network_train(g, st, net.train, batch=2, device="cpu", cublas_workspace=w).peak_bytes
+               for w in (CUBLAS_WORKSPACE, 0)]
+        assert cpu[0] == cpu[1]
 
 
 def test_optimizer_state():

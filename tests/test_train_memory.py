@@ -105,13 +105,8 @@ def test_compare_table_and_summary():
         return {n: {"peak_bytes": est[n]} if n in est else "no estimate (x)" for n in nets}
 
     lines, summary = m.compare_rows({"rows": rows}, stats)
-    # one call for the batch/precision; the rows left the optimizer to the script (its recipe's),
-    # so the estimate takes the spec's recipe too: no --optimizer
+    # one call for the batch/precision; no --optimizer in argv: the spec's recipe (stats' default)
     assert calls == [(("a", "b", "c"), 32, "fp32", None)]
-    rows2 = [dict(r, argv=["--optimizer", "adam"], optimizer_name="adam") for r in rows if r["ok"]]
-    calls.clear()
-    m.compare_rows({"rows": rows2}, stats)
-    assert calls == [(("a", "b", "c"), 32, "fp32", "adam")]  # a row that chose one: that one
     by = {x["net"]: x for x in lines}
     assert by["a"]["error_pct"] == pytest.approx(4.0) and by["a"]["compile_mib"] == 80.0
     assert by["b"]["error_pct"] == pytest.approx(-10.0)
@@ -119,6 +114,16 @@ def test_compare_table_and_summary():
     assert "eager failed: OutOfMemoryError" in by["d"]["note"]
     assert summary["compared"] == 2 and summary["median_abs_error_pct"] == pytest.approx(7.0)
     assert summary["max_abs_error_pct"] == pytest.approx(10.0) and summary["goal_met"] is False
+
+
+def test_row_optimizer_follows_the_script_argv():
+    """The script's defaults are the recipe's (SGD keeps its momentum): `optimizer_name` 'sgd'
+    alone must not become stats' momentum-less 'sgd' (that dropped SGD's momentum buffer)."""
+    m = load()
+    assert m.row_optimizer({"optimizer_name": "sgd", "argv": ["--batch-size", "32"]}) is None
+    assert m.row_optimizer({"argv": ["--optimizer", "sgd"]}) == "sgd-momentum"
+    assert m.row_optimizer({"argv": ["--optimizer", "sgd", "--momentum", "0"]}) == "sgd"
+    assert m.row_optimizer({"argv": ["--optimizer", "adamw"]}) == "adamw"
 
 
 def test_plan_order_and_script_flags():

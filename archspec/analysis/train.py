@@ -30,16 +30,25 @@ from ..ops import REGISTRY, numel
 from ..ops.registry import DTYPE_BYTES, TrainContext, TrainCost
 
 __all__ = ["PRECISIONS", "OPTIMIZERS", "LayerTrain", "TrainStats", "train_cost", "optimizer_of",
-           "parse_bytes", "max_batch", "network_train", "DEFAULT_CUDA_CONTEXT", "BLOCK"]
+           "parse_bytes", "max_batch", "network_train", "DEFAULT_CUDA_CONTEXT", "BLOCK",
+           "CUBLAS_WORKSPACE", "GEMM_FAMILIES"]
 
 PRECISIONS = ("fp32", "bf16-mixed")
 OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw", "rmsprop", "none")
 
 #: the CUDA caching allocator rounds every block up to a multiple of 512 bytes
 BLOCK = 512
-#: what the CUDA context, cuBLAS/cuDNN handles and the allocator's slack take besides the tensors,
+#: what the CUDA context, cuDNN handles and the allocator's slack take besides the tensors (the
+#: cuBLAS workspaces are in peak_bytes),
 #: assumed by --memory (configurable with --cuda-context)
 DEFAULT_CUDA_CONTEXT = 1 << 30  # 1 GiB
+#: torch's default cuBLAS workspace on Hopper and later (sm90+: 4096 KiB x 8 = 32 MiB; older GPUs
+#: 4096 KiB x 2 + 16 KiB x 8), aten/src/ATen/cuda/CublasHandlePool.cpp; torch allocates it through
+#: the caching allocator, once per (cuBLAS handle, stream), and keeps it: it counts in
+#: max_memory_allocated. ``torch.backends.cuda.cublas_workspace_size()`` reports it.
+CUBLAS_WORKSPACE = 4096 * 8 * 1024
+#: the op families whose CUDA kernels are cuBLAS GEMMs (linear layers, attention's matmuls)
+GEMM_FAMILIES = frozenset({"linear", "attention"})
 
 
 def _round(n: int) -> int:
@@ -126,7 +135,8 @@ class TrainRuleError(Exception):
 
 
 def network_train(graph: Graph, stats: Any, recipe: Any = None, *, batch: int = 1, precision: str = "fp32",
-                  optimizer: str | None = None, device: str = "cuda", workspace: int = 0) -> TrainStats:
+                  optimizer: str | None = None, device: str = "cuda", workspace: int = 0,
+                  cublas_workspace: int = CUBLAS_WORKSPACE) -> TrainStats:
     """:func:`train_cost` of a lowered network and its :class:`~archspec.analysis.stats.NetStats`;
     the optimizer defaults to the recipe's (``train:``)."""
     layer_params = {ls.name: ls.params for ls in stats.layers}
@@ -134,17 +144,18 @@ def network_train(graph: Graph, stats: Any, recipe: Any = None, *, batch: int = 
     tensors = {ls.name: [n for n in (ls.weights, ls.params - ls.weights) if n] for ls in stats.layers if ls.params}
     return train_cost(graph, layer_params, batch=batch, precision=precision,
                       optimizer=optimizer or optimizer_of(recipe), recipe=recipe, device=device,
-                      param_tensors=tensors, workspace=workspace)
+                      param_tensors=tensors, workspace=workspace, cublas_workspace=cublas_workspace)
 
 
 def train_cost(graph: Graph, layer_params: dict[str, int], *, batch: int = 1, precision: str = "fp32",
                optimizer: str = "sgd-momentum", recipe: Any = None, device: str = "cuda",
                param_tensors: dict[str, list[int]] | None = None,
-               workspace: int = 0) -> TrainStats:
+               workspace: int = 0, cublas_workspace: int = CUBLAS_WORKSPACE) -> TrainStats:
     """The training step of ``graph`` (every node, the training-only ones included: a training step
     runs them). ``layer_params``: each node's parameter count (:class:`~archspec.analysis.stats.LayerStats`).
     ``param_tensors``: each node's parameter tensors' sizes (for the 512-byte rounding; default: one
-    tensor per node)."""
+    tensor per node). ``cublas_workspace``: the size of one cuBLAS workspace (CUDA only; see
+    :data:`CUBLAS_WORKSPACE`)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if optimizer not in OPTIMIZERS:
@@ -239,6 +250,10 @@ def train_cost(graph: Graph, layer_params: dict[str, int], *, batch: int = 1, pr
     base = p_round + state_round + _round(input_bytes) + _round(8 * batch)
     if device == "cuda" and len(graph.input_shape) == 3:
         base += _round(input_bytes)
+    # cuBLAS workspaces: torch keeps one per (handle, stream), and handles are per thread: the
+    # forward's GEMMs run on the script's thread, the backward's on autograd's device thread
+    if device == "cuda" and any(REGISTRY[n.op].family in GEMM_FAMILIES for n in nodes):
+        base += 2 * _round(cublas_workspace)
     outputs = [graph.output] + [a.output for a in graph.aux.values()]
     # cross-entropy in fp32: a copy of the logits (under autocast) and log_softmax's output (saved)
     loss_bytes = sum(_round(batch * numel(graph.node(o).shape) * 4) * (2 if amp else 1) for o in outputs)
